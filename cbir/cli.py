@@ -1,0 +1,184 @@
+"""The ``cbir`` command: a thin shell over the library (parse, call, print).
+
+Library errors (:class:`cbir.errors.CbirError`) become a one-line message on
+stderr and exit code 2 here and nowhere else. With ``--json`` stdout holds exactly
+one JSON document; progress bars and notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from cbir.distances import DEFAULT_METRIC, METRICS
+from cbir.errors import CbirError
+from cbir.store import DEFAULT_DB
+
+EXIT_ERROR = 2
+
+
+class CbirFailure(click.ClickException):
+    """A library error shown as ``Error: <message>`` with exit code 2."""
+
+    exit_code = EXIT_ERROR
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one-line messages; never show a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except CbirError as exc:
+            raise CbirFailure(str(exc)) from None
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("CBIR_DEBUG"):
+                raise
+            raise click.ClickException(
+                f"internal error: {type(exc).__name__}: {exc} (set CBIR_DEBUG=1 for a traceback)"
+            ) from None
+
+    return wrapper
+
+
+def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--db",
+        default=lambda: os.environ.get("CBIR_DB", DEFAULT_DB),
+        show_default="cbir.db, or $CBIR_DB",
+        help="SQLite file or database URL (postgresql://user@host/dbname).",
+    )(command)
+
+
+def emit_json(document: Any) -> None:
+    """Print one JSON document on stdout."""
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cbir")
+def main() -> None:
+    """Content-based image search by color."""
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=str))
+@db_option
+@click.option("--colors", "n_colors", type=click.IntRange(16, 1024), default=None, help="Codebook size of a new index [default: 128].")
+@click.option("--layout", default=None, help="Spatial layout of a new index, e.g. global, grid2, global+grid2.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Extraction processes [default: number of cores].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of codebook learning.")
+@click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse images with more pixels [default: 90,000,000].")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def index(folder: str, db: str, n_colors: int | None, layout: str | None, workers: int | None, seed: int,
+          max_pixels: int | None, as_json: bool, quiet: bool) -> None:
+    """Build or sync the index of every image under FOLDER."""
+    from tqdm import tqdm
+
+    from cbir.images import DEFAULT_MAX_PIXELS
+    from cbir.store import Store
+    from indexer import index_folder
+
+    bar = tqdm(total=0, unit="img", file=sys.stderr, disable=quiet or None, desc="indexing")
+
+    def progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.reset(total=total)
+        bar.n = done
+        bar.refresh() if done == total else bar.update(0)
+
+    with Store(db, create=True) as store:
+        try:
+            report = index_folder(
+                folder, store, n_colors=n_colors, layout=layout, workers=workers, seed=seed,
+                max_pixels=max_pixels or DEFAULT_MAX_PIXELS, progress=progress,
+            )
+        finally:
+            bar.close()
+    if report.codebook_note:
+        click.echo(f"note: {report.codebook_note}", err=True)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    click.echo(
+        f"{report.scanned} images found: {report.added} added, {report.updated} updated, {report.moved} moved, "
+        f"{report.removed} removed, {report.unchanged + report.touched} unchanged, {len(report.failed)} skipped "
+        f"({report.seconds:.1f} s; {report.n_colors} colors, {report.layout} layout)",
+        err=True,
+    )
+    if report.failed:
+        click.echo("skipped:", err=True)
+        for failure in report.failed[:20]:
+            click.echo(f"  {failure.path}: {failure.reason}", err=True)
+        if len(report.failed) > 20:
+            click.echo(f"  ... and {len(report.failed) - 20} more (see 'cbir info --failures')", err=True)
+
+
+@main.command()
+@click.argument("image", type=str)
+@db_option
+@click.option("-k", "k", type=click.IntRange(1), default=10, show_default=True, help="Number of results.")
+@click.option("--metric", type=click.Choice(METRICS), default=DEFAULT_METRIC, show_default=True)
+@click.option("--brute", is_flag=True, help="Compare with every stored histogram instead of going through FAISS (same ranking).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@handle_errors
+def search(image: str, db: str, k: int, metric: str, brute: bool, as_json: bool) -> None:
+    """Rank the indexed images by color similarity to IMAGE."""
+    from search import Searcher
+
+    searcher = Searcher.open(db)
+    try:
+        results = searcher.search_image(image, k=k, metric=metric, method="brute" if brute else "index")
+    finally:
+        searcher.store.close()
+    if as_json:
+        emit_json({"query": os.path.abspath(image), "metric": metric, "results": [r.to_dict() for r in results]})
+        return
+    width = len(str(len(results)))
+    for result in results:
+        click.echo(f"{result.rank:>{width}}  {result.distance:.6f}  {result.path}")
+
+
+@main.command()
+@db_option
+@click.option("--failures", is_flag=True, help="List the files that could not be indexed, with reasons.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@handle_errors
+def info(db: str, failures: bool, as_json: bool) -> None:
+    """Statistics of an index."""
+    from cbir.store import Store
+
+    with Store(db) as store:
+        found = store.codebook()
+        document: dict[str, Any] = {
+            "db": db,
+            "images": store.count(),
+            "codebook_size": found[1].n_colors if found else None,
+            "layout": found[2] if found else None,
+            "codebook_fingerprint": found[1].fingerprint if found else None,
+            "codebook_params": found[1].params if found else None,
+            "failures": store.failure_count(),
+            "generation": store.generation(),
+        }
+        if failures:
+            document["failed"] = [{"path": f.path, "reason": f.reason} for f in store.failures()]
+    if as_json:
+        emit_json(document)
+        return
+    for key in ("db", "images", "codebook_size", "layout", "codebook_fingerprint", "failures"):
+        click.echo(f"{key:>20}: {document[key]}")
+    for failure in document.get("failed", []):
+        click.echo(f"  {failure['path']}: {failure['reason']}")

@@ -1,0 +1,164 @@
+"""Color conversion (sRGB <-> CIE L*a*b*, D65) and the exact 24-bit quantization table.
+
+L*a*b* is a fixed function of 8-bit sRGB, so the nearest codeword of a pixel is a
+function of its 24-bit color alone. :func:`build_lut` evaluates that function once
+for all 2**24 colors; quantizing an image is then one table lookup per pixel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from cbir.errors import BadInputError
+
+# D65 reference white, CIE 1931 2-degree observer (as scikit-image and OpenCV use).
+_WHITE = np.array([0.95047, 1.0, 1.08883])
+_RGB_TO_XYZ = np.array(
+    [
+        [0.412453, 0.357580, 0.180423],
+        [0.212671, 0.715160, 0.072169],
+        [0.019334, 0.119193, 0.950227],
+    ]
+)
+_XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
+_EPS = (6.0 / 29.0) ** 3
+_KAPPA = (29.0 / 6.0) ** 2 / 3.0
+
+N_COLORS_24BIT = 1 << 24
+
+
+def _srgb_to_linear(values: np.ndarray) -> np.ndarray:
+    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(values: np.ndarray) -> np.ndarray:
+    values = np.clip(values, 0.0, 1.0)
+    return np.where(values <= 0.0031308, values * 12.92, 1.055 * values ** (1 / 2.4) - 0.055)
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """Convert sRGB colors to CIE L*a*b* (D65).
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (..., 3)
+        uint8 values in 0..255, or floats in 0..1.
+
+    Returns
+    -------
+    ndarray, shape (..., 3), float64
+        L* in 0..100, a* and b* roughly in -128..127.
+
+    Raises
+    ------
+    BadInputError
+        If the last axis is not of length 3.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.shape[-1:] != (3,):
+        raise BadInputError(f"expected an array of shape (..., 3), got {rgb.shape}")
+    values = rgb.astype(np.float64)
+    if rgb.dtype == np.uint8:
+        values /= 255.0
+    xyz = _srgb_to_linear(values) @ _RGB_TO_XYZ.T / _WHITE
+    f = np.where(xyz > _EPS, np.cbrt(xyz), xyz * _KAPPA + 4.0 / 29.0)
+    lab = np.empty_like(f)
+    lab[..., 0] = 116.0 * f[..., 1] - 16.0
+    lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
+    lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
+    return lab
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """Convert CIE L*a*b* (D65) colors to uint8 sRGB, clipping out-of-gamut values.
+
+    Parameters
+    ----------
+    lab : ndarray, shape (..., 3)
+
+    Returns
+    -------
+    ndarray, shape (..., 3), uint8
+    """
+    lab = np.asarray(lab, dtype=np.float64)
+    if lab.shape[-1:] != (3,):
+        raise BadInputError(f"expected an array of shape (..., 3), got {lab.shape}")
+    fy = (lab[..., 0] + 16.0) / 116.0
+    f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
+    xyz = np.where(f > 6.0 / 29.0, f**3, (f - 4.0 / 29.0) / _KAPPA) * _WHITE
+    rgb = _linear_to_srgb(xyz @ _XYZ_TO_RGB.T)
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Pack uint8 RGB triples into 24-bit integers ``r << 16 | g << 8 | b`` (int32)."""
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    return (
+        (rgb[..., 0].astype(np.int32) << 16)
+        | (rgb[..., 1].astype(np.int32) << 8)
+        | rgb[..., 2].astype(np.int32)
+    )
+
+
+def nearest_codewords(lab: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Index of the nearest center (Euclidean in Lab) for every color, ties to the lowest index.
+
+    Parameters
+    ----------
+    lab : ndarray, shape (n, 3)
+    centers : ndarray, shape (k, 3)
+
+    Returns
+    -------
+    ndarray, shape (n,), int64
+    """
+    tree = cKDTree(np.asarray(centers, dtype=np.float64))
+    _, index = tree.query(np.asarray(lab, dtype=np.float64), k=1, workers=-1)
+    return np.asarray(index, dtype=np.int64)
+
+
+def _all_colors_lab(start: int, stop: int) -> np.ndarray:
+    packed = np.arange(start, stop, dtype=np.int64)
+    rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=-1)
+    return rgb_to_lab(rgb.astype(np.uint8))
+
+
+def build_lut(centers: np.ndarray, *, chunk: int = 1 << 20) -> np.ndarray:
+    """Nearest-codeword table for every 24-bit sRGB color.
+
+    Parameters
+    ----------
+    centers : ndarray, shape (k, 3)
+        Codewords in L*a*b*, 1 <= k <= 65536.
+
+    Returns
+    -------
+    ndarray, shape (2**24,)
+        uint8 when k <= 256, else uint16; ``lut[r << 16 | g << 8 | b]`` is the code.
+    """
+    centers = np.asarray(centers, dtype=np.float64)
+    if centers.ndim != 2 or centers.shape[1] != 3 or not 1 <= len(centers) <= 65536:
+        raise BadInputError(f"expected codewords of shape (k, 3), 1 <= k <= 65536, got {centers.shape}")
+    dtype = np.uint8 if len(centers) <= 256 else np.uint16
+    lut = np.empty(N_COLORS_24BIT, dtype=dtype)
+    tree = cKDTree(centers)
+    for start in range(0, N_COLORS_24BIT, chunk):
+        stop = min(start + chunk, N_COLORS_24BIT)
+        _, index = tree.query(_all_colors_lab(start, stop), k=1, workers=-1)
+        lut[start:stop] = index
+    return lut
+
+
+def quantize(rgb: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Codes of an RGB image through a table from :func:`build_lut`.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+
+    Returns
+    -------
+    ndarray, shape (H, W), the table's dtype
+    """
+    return lut[pack_rgb(rgb)]

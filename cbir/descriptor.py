@@ -1,0 +1,81 @@
+"""Image -> histogram: the one extraction pipeline shared by indexing and querying."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from cbir.codebook import Codebook
+from cbir.color import quantize
+from cbir.errors import BadInputError
+from cbir.histogram import histogram, n_regions, parse_layout
+from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, decode_image, read_bytes
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """The histogram of one file and what was read with it."""
+
+    histogram: np.ndarray
+    width: int
+    height: int
+    content_hash: str
+
+
+def content_hash(data: bytes) -> str:
+    """Hash of a file's bytes (BLAKE2b-128, hex): recognizes moved files and in-place edits."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass
+class Descriptor:
+    """Codebook + spatial layout + analysis resolution: how an image becomes a histogram.
+
+    Parameters
+    ----------
+    codebook : Codebook
+    layout : str
+        See :mod:`cbir.histogram`.
+    max_side : int
+        Longer side of the analysed pixels.
+    max_pixels : int
+        Files with more pixels are refused before decoding.
+    """
+
+    codebook: Codebook
+    layout: str = "global"
+    max_side: int = DEFAULT_MAX_SIDE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        parse_layout(self.layout)
+
+    @property
+    def dim(self) -> int:
+        """Length of a histogram."""
+        return n_regions(self.layout) * self.codebook.n_colors
+
+    def of_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """Histogram of a uint8 RGB array (H, W, 3), shape (dim,) float32."""
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.size == 0:
+            raise BadInputError(f"expected a uint8 RGB image of shape (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        return histogram(quantize(rgb, self.codebook.lut), self.codebook.n_colors, layout=self.layout)
+
+    def of_bytes(self, data: bytes, *, path: object = "<bytes>") -> Extracted:
+        """Decode encoded image bytes and describe them.
+
+        Raises
+        ------
+        BadImageError
+            If the bytes are not a readable image or are over the pixel limit.
+        """
+        decoded = decode_image(data, path=path, max_side=self.max_side, max_pixels=self.max_pixels)
+        return Extracted(self.of_rgb(decoded.rgb), decoded.width, decoded.height, content_hash(data))
+
+    def of_file(self, path: str | os.PathLike[str]) -> Extracted:
+        """Read, decode and describe an image file (see :meth:`of_bytes`)."""
+        return self.of_bytes(read_bytes(path), path=path)

@@ -1,0 +1,128 @@
+"""Histogram distances as pure functions ``(q (d,), X (n, d)) -> (n,)`` in float64.
+
+All assume L1-normalized histograms of equal total mass (what :mod:`cbir.histogram`
+makes). Smaller is more similar; ``d(x, x) == 0`` for every metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from cbir.errors import BadInputError
+
+Distance = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _prepare(q: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    q = np.asarray(q, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[None, :]
+    if q.ndim != 1 or X.ndim != 2 or X.shape[1] != q.shape[0]:
+        raise BadInputError(f"expected q of shape (d,) and X of shape (n, d), got {q.shape} and {X.shape}")
+    return q, X
+
+
+def chi2(q: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Chi-squared distance ``0.5 * sum((x - y)**2 / (x + y))``, with 0/0 taken as 0."""
+    q, X = _prepare(q, X)
+    total = q + X
+    diff = (q - X) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(total > 0, diff / np.where(total > 0, total, 1.0), 0.0)
+    return 0.5 * terms.sum(axis=1)
+
+
+def l1(q: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Manhattan distance ``sum(|x - y|)``."""
+    q, X = _prepare(q, X)
+    return np.abs(q - X).sum(axis=1)
+
+
+def l2(q: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Euclidean distance ``sqrt(sum((x - y)**2))``."""
+    q, X = _prepare(q, X)
+    return np.sqrt(((q - X) ** 2).sum(axis=1))
+
+
+def intersection(q: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Histogram-intersection distance ``1 - sum(min(x, y))`` (Swain & Ballard), clipped at 0."""
+    q, X = _prepare(q, X)
+    return np.maximum(1.0 - np.minimum(q, X).sum(axis=1), 0.0)
+
+
+def hellinger(q: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Hellinger distance ``sqrt(0.5 * sum((sqrt(x) - sqrt(y))**2))``, in 0..1."""
+    q, X = _prepare(q, X)
+    return np.sqrt(0.5 * ((np.sqrt(q) - np.sqrt(X)) ** 2).sum(axis=1))
+
+
+def qfd(q: np.ndarray, X: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    """Quadratic-form distance ``sqrt((x - y)^T A (x - y))`` (QBIC).
+
+    Parameters
+    ----------
+    similarity : ndarray, shape (k, k)
+        Bin similarity A. When d is a multiple of k (spatial layouts) A applies to
+        each k-bin region block separately (block-diagonal).
+    """
+    q, X = _prepare(q, X)
+    A = np.asarray(similarity, dtype=np.float64)
+    k = A.shape[0]
+    if A.shape != (k, k) or q.shape[0] % k:
+        raise BadInputError(f"similarity of shape {A.shape} does not fit histograms of length {q.shape[0]}")
+    diff = (q - X).reshape(len(X), -1, k)
+    quad = np.einsum("nri,ij,nrj->n", diff, A, diff)
+    return np.sqrt(np.maximum(quad, 0.0))
+
+
+def _pairwise_lab(centers: np.ndarray) -> np.ndarray:
+    centers = np.asarray(centers, dtype=np.float64)
+    return np.sqrt(((centers[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2))
+
+
+def qbic_similarity(centers: np.ndarray) -> np.ndarray:
+    """QBIC's bin similarity ``a_ij = 1 - d_ij / d_max`` over codeword Lab distances, shape (k, k)."""
+    dist = _pairwise_lab(centers)
+    top = dist.max()
+    return 1.0 - dist / top if top > 0 else np.ones_like(dist)
+
+
+def gaussian_similarity(centers: np.ndarray, *, sigma: float = 20.0) -> np.ndarray:
+    """Gaussian bin similarity ``a_ij = exp(-(d_ij / sigma)**2)``, shape (k, k)."""
+    if sigma <= 0:
+        raise BadInputError(f"sigma must be positive, got {sigma}")
+    return np.exp(-((_pairwise_lab(centers) / sigma) ** 2))
+
+
+#: Metrics that need only the two histograms.
+SIMPLE_METRICS: dict[str, Distance] = {
+    "chi2": chi2,
+    "l1": l1,
+    "l2": l2,
+    "intersection": intersection,
+    "hellinger": hellinger,
+}
+#: Every metric name the search path accepts.
+METRICS = ("chi2", "qfd", "qfd-gauss", "l1", "l2", "intersection", "hellinger")
+DEFAULT_METRIC = "chi2"
+
+
+def check_metric(metric: str) -> str:
+    """Return ``metric`` if known, else raise a :class:`BadInputError` listing the choices."""
+    if metric not in METRICS:
+        raise BadInputError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    return metric
+
+
+def distance_function(metric: str, centers: np.ndarray | None = None) -> Distance:
+    """The distance function of a metric name; QFD metrics need the codebook centers."""
+    check_metric(metric)
+    if metric in SIMPLE_METRICS:
+        return SIMPLE_METRICS[metric]
+    if centers is None:
+        raise BadInputError(f"metric {metric!r} needs the codebook centers")
+    similarity = qbic_similarity(centers) if metric == "qfd" else gaussian_similarity(centers)
+    return lambda q, X: qfd(q, X, similarity)

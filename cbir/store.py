@@ -1,0 +1,500 @@
+"""The store: SQLAlchemy models and the only SQL code. The source of truth.
+
+A SQLite file by default (WAL, short transactions, so searches run while an index
+run writes); any SQLAlchemy URL, e.g. ``postgresql://user@host/dbname``, works too.
+Histograms are stored as raw little-endian float32 bytes; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    cast,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from cbir.codebook import Codebook
+from cbir.errors import CodebookMismatchError, StoreError
+
+DEFAULT_DB = "cbir.db"
+_LOCK_KEY = 0x43424952  # "CBIR": the advisory lock of index runs on PostgreSQL
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CodebookRow(Base):
+    __tablename__ = "codebooks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n_colors: Mapped[int] = mapped_column(Integer)
+    layout: Mapped[str] = mapped_column(String(64))
+    centers: Mapped[bytes] = mapped_column(LargeBinary)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    params: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column()
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime: Mapped[float] = mapped_column(Float)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    histogram: Mapped[bytes] = mapped_column(LargeBinary)
+    codebook_id: Mapped[int] = mapped_column(ForeignKey("codebooks.id"))
+    indexed_at: Mapped[dt.datetime] = mapped_column()
+
+
+class FailureRow(Base):
+    __tablename__ = "failures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[dt.datetime] = mapped_column()
+
+
+class MetaRow(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the store knows of a file, for change detection."""
+
+    id: int
+    path: str
+    size: int
+    mtime: float
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One extracted image, ready to be written."""
+
+    path: str
+    size: int
+    mtime: float
+    content_hash: str
+    width: int
+    height: int
+    histogram: np.ndarray
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file that could not be indexed, and why."""
+
+    path: str
+    size: int
+    mtime: float
+    reason: str
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def resolve_url(db: str | os.PathLike[str]) -> str:
+    """A SQLAlchemy URL for ``db``: URLs pass through, anything else is a SQLite file path."""
+    text = os.fspath(db)
+    if "://" in text:
+        try:
+            url = make_url(text)
+        except ArgumentError:
+            raise StoreError(f"not a database URL: {text!r}") from None
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return url.render_as_string(hide_password=False)
+    return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def histogram_to_bytes(histogram: np.ndarray) -> bytes:
+    return np.ascontiguousarray(histogram, dtype="<f4").tobytes()
+
+
+def histogram_from_bytes(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4")
+
+
+class Store:
+    """The database of an index: codebook, one row per image, failures.
+
+    Parameters
+    ----------
+    db : str or path
+        A SQLite file path or a SQLAlchemy URL.
+    create : bool
+        Create the file and tables if missing; otherwise a missing index is an error.
+
+    Raises
+    ------
+    StoreError
+        If the database does not exist (and ``create`` is false), cannot be
+        opened, or is not a cbir store.
+    """
+
+    def __init__(self, db: str | os.PathLike[str] = DEFAULT_DB, *, create: bool = False) -> None:
+        self.url = resolve_url(db)
+        self.display = os.fspath(db)
+        if is_sqlite(self.url):
+            file = Path(self.url.removeprefix("sqlite:///"))
+            self.path: Path | None = file
+            if not create and not file.exists():
+                raise StoreError(f"no index at {file}; run 'cbir index FOLDER --db {db}' first")
+            if create:
+                file.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            self.path = None
+        try:
+            self.engine: Engine = create_engine(self.url, future=True)
+        except (ArgumentError, ImportError, SQLAlchemyError) as exc:
+            raise StoreError(f"cannot open database {self.display!r}: {exc}") from None
+        if is_sqlite(self.url):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            if create:
+                Base.metadata.create_all(self.engine)
+                with self.engine.begin() as conn:
+                    if conn.execute(select(MetaRow.value).where(MetaRow.key == "schema")).first() is None:
+                        conn.execute(insert(MetaRow), [
+                            {"key": "schema", "value": str(SCHEMA_VERSION)},
+                            {"key": "generation", "value": "0"},
+                        ])
+            self._check_schema()
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise StoreError(f"cannot open database {self.display!r}: {_short(exc)}") from None
+
+    def _check_schema(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                version = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema")).scalar()
+        except (OperationalError, SQLAlchemyError):
+            version = None
+        if version is None:
+            raise StoreError(f"{self.display} is not a cbir index (no cbir tables)")
+        if int(version) != SCHEMA_VERSION:
+            raise StoreError(f"{self.display} has schema version {version}; this cbir reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def derived_path(self, suffix: str) -> Path:
+        """Where a file derived from this store lives: beside a SQLite file, else in the user cache."""
+        if self.path is not None:
+            return self.path.with_name(f"{self.path.name}.{suffix}")
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cbir"
+        base.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha1(self.url.encode()).hexdigest()[:16]
+        return base / f"{key}.{suffix}"
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Hold the single-writer lock for an index run, or fail at once if another run holds it.
+
+        Raises
+        ------
+        StoreError
+            "database is busy" when another ``cbir index`` is writing to this store.
+        """
+        busy = f"database is busy: another 'cbir index' is writing to {self.display}; try again when it ends"
+        if self.path is not None:
+            handle = open(self.derived_path("lock"), "a+")
+            try:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise StoreError(busy) from None
+                yield
+            finally:
+                handle.close()
+            return
+        with self.engine.connect() as conn:
+            if not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _LOCK_KEY}).scalar():
+                raise StoreError(busy)
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+                conn.commit()
+
+    # --- codebook -----------------------------------------------------------------
+    def codebook(self) -> tuple[int, Codebook, str] | None:
+        """The index's codebook as (id, codebook, layout), or None before the first run."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(CodebookRow).order_by(CodebookRow.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        centers = np.frombuffer(row.centers, dtype="<f4").reshape(row.n_colors, 3)
+        return row.id, Codebook(centers=centers, params=json.loads(row.params)), row.layout
+
+    def save_codebook(self, codebook: Codebook, layout: str) -> int:
+        """Store the codebook of a new index and return its id.
+
+        Raises
+        ------
+        CodebookMismatchError
+            If the index already has a different codebook.
+        """
+        existing = self.codebook()
+        if existing is not None:
+            if existing[1].fingerprint != codebook.fingerprint or existing[2] != layout:
+                raise CodebookMismatchError(
+                    f"{self.display} already has a {existing[1].n_colors}-color codebook "
+                    f"({existing[2]} layout); use a new database to index with another"
+                )
+            return existing[0]
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                insert(CodebookRow).values(
+                    n_colors=codebook.n_colors,
+                    layout=layout,
+                    centers=codebook.centers.astype("<f4").tobytes(),
+                    fingerprint=codebook.fingerprint,
+                    params=codebook.params_json(),
+                    created_at=_now(),
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    # --- reading ------------------------------------------------------------------
+    def generation(self) -> int:
+        """A counter bumped by every write that changes the images; stamps derived data."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(MetaRow.value).where(MetaRow.key == "generation")).scalar() or 0)
+
+    def count(self) -> int:
+        """Number of indexed images."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(ImageRow)).scalar() or 0)
+
+    def failure_count(self) -> int:
+        """Number of files recorded as unreadable."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(FailureRow)).scalar() or 0)
+
+    def failures(self) -> list[Failure]:
+        """Every recorded failure, by path."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(FailureRow).order_by(FailureRow.path)).all()
+        return [Failure(r.path, r.size, r.mtime, r.reason) for r in rows]
+
+    def file_states(self) -> dict[str, FileState]:
+        """Path -> state of every indexed image."""
+        query = select(ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime, ImageRow.content_hash)
+        with self.engine.connect() as conn:
+            return {r.path: FileState(r.id, r.path, r.size, r.mtime, r.content_hash) for r in conn.execute(query)}
+
+    def failure_states(self) -> dict[str, tuple[int, float]]:
+        """Path -> (size, mtime) of every recorded failure, so unchanged bad files are not retried."""
+        with self.engine.connect() as conn:
+            return {r.path: (r.size, r.mtime) for r in conn.execute(select(FailureRow.path, FailureRow.size, FailureRow.mtime))}
+
+    def iter_histograms(self, *, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All histograms in id order, as (ids (b,), histograms (b, d) float32) batches."""
+        last = -1
+        while True:
+            query = (
+                select(ImageRow.id, ImageRow.histogram)
+                .where(ImageRow.id > last)
+                .order_by(ImageRow.id)
+                .limit(batch)
+            )
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, np.stack([histogram_from_bytes(r.histogram) for r in rows])
+            last = int(ids[-1])
+
+    def all_histograms(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids (n,), histograms (n, d)) of every image, in id order."""
+        parts = list(self.iter_histograms())
+        if not parts:
+            return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def histograms(self, ids: Sequence[int]) -> np.ndarray:
+        """Histograms of the given ids, in that order, shape (len(ids), d)."""
+        wanted = [int(i) for i in ids]
+        found: dict[int, np.ndarray] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            with self.engine.connect() as conn:
+                for r in conn.execute(select(ImageRow.id, ImageRow.histogram).where(ImageRow.id.in_(chunk))):
+                    found[r.id] = histogram_from_bytes(r.histogram)
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise StoreError(f"image ids {missing[:5]} are not in {self.display}")
+        return np.stack([found[i] for i in wanted]) if wanted else np.empty((0, 0), np.float32)
+
+    def paths(self, ids: Iterable[int]) -> dict[int, str]:
+        """Id -> path for the given ids (unknown ids are left out)."""
+        wanted = [int(i) for i in ids]
+        out: dict[int, str] = {}
+        for start in range(0, len(wanted), 500):
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(ImageRow.id, ImageRow.path).where(ImageRow.id.in_(wanted[start : start + 500])))
+                out.update({r.id: r.path for r in rows})
+        return out
+
+    def image(self, image_id: int) -> ImageRow | None:
+        """The full row of one image, or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(ImageRow).where(ImageRow.id == int(image_id))).first()  # type: ignore[return-value]
+
+    def id_of_path(self, path: str) -> int | None:
+        """Row id of an indexed path, or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(ImageRow.id).where(ImageRow.path == path)).scalar()
+
+    # --- writing ------------------------------------------------------------------
+    def write_batch(
+        self,
+        *,
+        codebook_id: int,
+        added: Sequence[ImageRecord] = (),
+        updated: Sequence[tuple[int, ImageRecord]] = (),
+        moved: Sequence[tuple[int, str, float]] = (),
+        touched: Sequence[tuple[int, float]] = (),
+        removed: Sequence[int] = (),
+        failed: Sequence[Failure] = (),
+    ) -> None:
+        """Apply one batch of changes in a single transaction.
+
+        Parameters
+        ----------
+        added : new images.
+        updated : (id, record) for images whose content changed in place.
+        moved : (id, new_path, new_mtime) for renamed or moved files (same content).
+        touched : (id, new_mtime) for files whose mtime changed but content did not.
+        removed : ids of images whose files are gone.
+        failed : files that could not be indexed; they replace earlier failures of the same path.
+        """
+        now = _now()
+        changes = bool(added or updated or moved or removed)
+        with self.engine.begin() as conn:
+            paths_done = [r.path for r in added] + [r.path for _, r in updated] + [p for _, p, _ in moved]
+            failed_paths = [f.path for f in failed]
+            for start in range(0, len(paths_done + failed_paths), 500):
+                chunk = (paths_done + failed_paths)[start : start + 500]
+                conn.execute(delete(FailureRow).where(FailureRow.path.in_(chunk)))
+            if removed:
+                for start in range(0, len(removed), 500):
+                    conn.execute(delete(ImageRow).where(ImageRow.id.in_([int(i) for i in removed[start : start + 500]])))
+            for image_id, new_path, mtime in moved:
+                conn.execute(update(ImageRow).where(ImageRow.id == image_id).values(path=new_path, mtime=mtime))
+            for image_id, mtime in touched:
+                conn.execute(update(ImageRow).where(ImageRow.id == image_id).values(mtime=mtime))
+            for image_id, record in updated:
+                conn.execute(
+                    update(ImageRow).where(ImageRow.id == image_id).values(**_image_values(record, codebook_id, now))
+                )
+            if added:
+                conn.execute(insert(ImageRow), [_image_values(r, codebook_id, now) for r in added])
+            if failed:
+                conn.execute(
+                    insert(FailureRow),
+                    [{"path": f.path, "size": f.size, "mtime": f.mtime, "reason": f.reason, "failed_at": now} for f in failed],
+                )
+            if changes:
+                conn.execute(
+                    update(MetaRow)
+                    .where(MetaRow.key == "generation")
+                    .values(value=cast(cast(MetaRow.value, Integer) + 1, Text))
+                )
+
+    def remove_failures(self, paths: Sequence[str]) -> None:
+        """Forget failures of files that no longer exist."""
+        with self.engine.begin() as conn:
+            for start in range(0, len(paths), 500):
+                conn.execute(delete(FailureRow).where(FailureRow.path.in_(list(paths[start : start + 500]))))
+
+
+def _image_values(record: ImageRecord, codebook_id: int, now: dt.datetime) -> dict:
+    return {
+        "path": record.path,
+        "size": record.size,
+        "mtime": record.mtime,
+        "content_hash": record.content_hash,
+        "width": record.width,
+        "height": record.height,
+        "histogram": histogram_to_bytes(record.histogram),
+        "codebook_id": codebook_id,
+        "indexed_at": now,
+    }
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+__all__ = [
+    "DEFAULT_DB",
+    "Failure",
+    "FileState",
+    "ImageRecord",
+    "Store",
+    "StoreError",
+    "CodebookMismatchError",
+    "resolve_url",
+]

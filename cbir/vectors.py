@@ -1,0 +1,165 @@
+"""The derived vector index: the only module that imports faiss.
+
+The store is the truth; this index is a cache of embedded histograms that can
+always be rebuilt from it. It is saved with a stamp (codebook fingerprint,
+embedding, store generation, row count) and a stale one is never used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from cbir.codebook import Codebook
+from cbir.embedding import Embedding
+from cbir.errors import BadInputError
+from cbir.store import Store
+
+#: Collections at least this large use an approximate (IVF) index in approximate mode.
+IVF_MIN_SIZE = 20_000
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a saved index was built from."""
+
+    fingerprint: str
+    embedding: str
+    generation: int
+    count: int
+    kind: str = "flat"
+
+
+class VectorIndex:
+    """A FAISS L2 index over embedded histograms whose ids are store row ids.
+
+    Parameters
+    ----------
+    index : faiss.Index
+        An index wrapped in ``IndexIDMap2`` (ids = store row ids).
+    stamp : Stamp
+    """
+
+    def __init__(self, index: faiss.Index, stamp: Stamp) -> None:
+        self.index = index
+        self.stamp = stamp
+
+    @classmethod
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, stamp: Stamp, *, kind: str = "flat", seed: int = 0) -> VectorIndex:
+        """Build an index over ``vectors`` (n, m) with ids (n,).
+
+        ``kind`` is ``"flat"`` (exact L2) or ``"ivf"`` (IndexIVFFlat, trained on the vectors).
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if vectors.ndim != 2 or len(ids) != len(vectors):
+            raise BadInputError(f"expected ids (n,) and vectors (n, m), got {ids.shape} and {vectors.shape}")
+        dim = vectors.shape[1]
+        if kind == "flat":
+            base: faiss.Index = faiss.IndexFlatL2(dim)
+        elif kind == "ivf":
+            n_lists = int(max(1, min(4 * np.sqrt(len(vectors)), len(vectors) // 39)))
+            quantizer = faiss.IndexFlatL2(dim)
+            base = faiss.IndexIVFFlat(quantizer, dim, n_lists, faiss.METRIC_L2)
+            rng = np.random.default_rng(seed)
+            sample = vectors if len(vectors) <= 256 * n_lists else vectors[rng.choice(len(vectors), 256 * n_lists, replace=False)]
+            base.cp.seed = seed
+            base.train(sample)
+            base.nprobe = max(1, n_lists // 16)
+        else:
+            raise BadInputError(f"unknown index kind {kind!r}; choose flat or ivf")
+        index = faiss.IndexIDMap2(base)
+        if len(vectors):
+            index.add_with_ids(vectors, ids)
+        return cls(index, Stamp(**{**asdict(stamp), "kind": kind}))
+
+    @property
+    def size(self) -> int:
+        return int(self.index.ntotal)
+
+    def set_nprobe(self, nprobe: int) -> None:
+        """How many IVF lists to visit (no effect on a flat index)."""
+        base = faiss.downcast_index(self.index.index)
+        if hasattr(base, "nprobe"):
+            base.nprobe = int(nprobe)
+
+    @property
+    def n_lists(self) -> int:
+        base = faiss.downcast_index(self.index.index)
+        return int(getattr(base, "nlist", 1))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Squared L2 distances and ids of the ``k`` nearest, shapes (q, k); missing slots have id -1."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = max(1, min(int(k), self.size)) if self.size else 1
+        return self.index.search(queries, k)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index with its stamp to one file, atomically (a reader sees old or new, whole)."""
+        path = Path(path)
+        header = json.dumps(asdict(self.stamp)).encode()
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        with open(tmp, "wb") as handle:
+            handle.write(_MAGIC + len(header).to_bytes(4, "little") + header)
+            handle.write(faiss.serialize_index(self.index).tobytes())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> VectorIndex | None:
+        """Read a saved index, or None when it is missing, unreadable or inconsistent."""
+        try:
+            data = Path(path).read_bytes()
+            if not data.startswith(_MAGIC):
+                return None
+            size = int.from_bytes(data[len(_MAGIC) : len(_MAGIC) + 4], "little")
+            start = len(_MAGIC) + 4
+            stamp = Stamp(**json.loads(data[start : start + size]))
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8, offset=start + size))
+        except (OSError, ValueError, TypeError, RuntimeError):
+            return None
+        if index.ntotal != stamp.count:
+            return None
+        return cls(index, stamp)
+
+
+_MAGIC = b"CBIRVEC1"
+
+
+def current_stamp(store: Store, codebook: Codebook, embedding: Embedding) -> Stamp:
+    """The stamp an up-to-date flat index of ``embedding`` over ``store`` must carry."""
+    return Stamp(codebook.fingerprint, embedding.name, store.generation(), store.count())
+
+
+def build_vector_index(store: Store, embedding: Embedding, stamp: Stamp) -> VectorIndex:
+    """Embed every stored histogram and build a flat index, streaming from the store."""
+    id_parts, vector_parts = [], []
+    for ids, histograms in store.iter_histograms():
+        id_parts.append(ids)
+        vector_parts.append(embedding.transform(histograms))
+    if not id_parts:
+        return VectorIndex.build(np.empty(0, np.int64), np.empty((0, 1), np.float32), stamp)
+    ids = np.concatenate(id_parts)
+    # Rows written while we read make the count differ: the stamp then marks it stale, never fresh.
+    stamp = Stamp(stamp.fingerprint, stamp.embedding, stamp.generation, len(ids))
+    return VectorIndex.build(ids, np.concatenate(vector_parts), stamp)
+
+
+def ensure_vector_index(store: Store, codebook: Codebook, embedding: Embedding) -> VectorIndex:
+    """The saved flat index of ``embedding`` if it is up to date, else one rebuilt (and saved) from the store."""
+    # Read the stamp before the rows: a concurrent write can only make the result look stale.
+    stamp = current_stamp(store, codebook, embedding)
+    path = store.derived_path(f"{embedding.name}.faiss")
+    loaded = VectorIndex.load(path)
+    if loaded is not None and loaded.stamp == stamp:
+        return loaded
+    built = build_vector_index(store, embedding, stamp)
+    try:
+        built.save(path)
+    except OSError:
+        pass  # a read-only location costs only a rebuild next time
+    return built

@@ -1,0 +1,277 @@
+"""Index a folder into a store: learn the codebook once, then sync (add, update, move, remove).
+
+Change detection: a file whose (size, mtime) match its row is skipped without
+being read; otherwise it is hashed, and a known hash means a moved, renamed or
+merely touched file, updated without decoding. Rows of files that are gone are
+deleted. Results are committed in batches, so a crash loses at most the batch in
+progress and the next run resumes where this one stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cbir.codebook import DEFAULT_N_COLORS, MAX_SAMPLE_IMAGES, Codebook, learn_codebook
+from cbir.descriptor import Descriptor
+from cbir.embedding import embedding_for
+from cbir.errors import BadImageError, BadInputError, CodebookMismatchError
+from cbir.histogram import DEFAULT_LAYOUT, parse_layout
+from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS, load_image
+from cbir.store import Failure, FileState, ImageRecord, Store
+from cbir.vectors import ensure_vector_index
+from indexer.extract import Outcome, extract_all
+from indexer.scan import FoundFile, scan
+
+#: Rows per transaction; also committed at least every COMMIT_SECONDS.
+BATCH_SIZE = 500
+COMMIT_SECONDS = 2.0
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class IndexReport:
+    """What an index run did."""
+
+    scanned: int = 0
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    touched: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    codebook_note: str | None = None
+    n_colors: int = 0
+    layout: str = ""
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in self.__dict__.items() if k != "failed"}
+        data["failed"] = [{"path": f.path, "reason": f.reason} for f in self.failed]
+        return data
+
+
+def _sample_images(files: list[FoundFile], *, seed: int, max_side: int, max_pixels: int):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(files), size=min(MAX_SAMPLE_IMAGES, len(files)), replace=False))
+    for i in chosen:
+        try:
+            yield load_image(files[i].path, max_side=min(max_side, 256), max_pixels=max_pixels)
+        except BadImageError:
+            continue
+
+
+def _codebook(
+    store: Store, files: list[FoundFile], *, n_colors: int | None, layout: str | None, seed: int, max_side: int, max_pixels: int
+) -> tuple[int, Codebook, str, str | None]:
+    existing = store.codebook()
+    if existing is not None:
+        codebook_id, codebook, stored_layout = existing
+        if n_colors is not None and n_colors != codebook.n_colors and codebook.params.get("requested_colors") != n_colors:
+            raise CodebookMismatchError(
+                f"{store.display} was indexed with {codebook.n_colors} colors, not {n_colors}; "
+                "use another --db to index with a different codebook"
+            )
+        if layout is not None and layout != stored_layout:
+            raise CodebookMismatchError(
+                f"{store.display} was indexed with the {stored_layout!r} layout, not {layout!r}; "
+                "use another --db to index with a different layout"
+            )
+        return codebook_id, codebook, stored_layout, None
+    layout = layout or DEFAULT_LAYOUT
+    parse_layout(layout)
+    codebook, note = learn_codebook(
+        _sample_images(files, seed=seed, max_side=max_side, max_pixels=max_pixels),
+        n_colors=n_colors or DEFAULT_N_COLORS,
+        seed=seed,
+    )
+    return store.save_codebook(codebook, layout), codebook, layout, note
+
+
+def index_folder(
+    folder: str | os.PathLike[str],
+    store: Store,
+    *,
+    n_colors: int | None = None,
+    layout: str | None = None,
+    workers: int | None = None,
+    seed: int = 0,
+    max_side: int = DEFAULT_MAX_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    batch_size: int = BATCH_SIZE,
+    progress: Progress | None = None,
+) -> IndexReport:
+    """Build or sync the index of every image under ``folder``.
+
+    Parameters
+    ----------
+    folder : path
+        Searched recursively.
+    store : Store
+        Opened with ``create=True``.
+    n_colors, layout : optional
+        Codebook size and spatial layout of a new index; for an existing index
+        they must match it (or be None).
+    workers : int, optional
+        Extraction processes; default: the number of cores.
+    seed : int
+        Seeds codebook learning.
+    progress : callable(done, total), optional
+        Called as files are processed.
+
+    Returns
+    -------
+    IndexReport
+
+    Raises
+    ------
+    BadInputError
+        If ``folder`` is not a folder.
+    CodebookMismatchError
+        If ``n_colors`` or ``layout`` disagree with the existing index.
+    StoreError
+        If another index run holds the database.
+    """
+    started = time.perf_counter()
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise BadInputError(f"{folder}: not a folder")
+    workers = max(1, workers or os.cpu_count() or 1)
+    with store.writer_lock():
+        files, problems = scan(root)
+        report = IndexReport(scanned=len(files), failed=list(problems))
+        states = store.file_states()
+        old_failures = store.failure_states()
+        on_disk = {f.path for f in files}
+
+        todo: list[FoundFile] = []
+        for found in files:
+            state = states.get(found.path)
+            if state is not None and state.size == found.size and state.mtime == found.mtime:
+                report.unchanged += 1
+            elif state is None and old_failures.get(found.path) == (found.size, found.mtime):
+                report.unchanged += 1  # the same unreadable file as last time
+                report.failed.append(Failure(found.path, found.size, found.mtime, "unchanged since it last failed"))
+            else:
+                todo.append(found)
+
+        if not files and store.codebook() is None:
+            raise BadInputError(f"{folder}: no image files found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        codebook_id, codebook, layout, note = _codebook(
+            store, files, n_colors=n_colors, layout=layout, seed=seed, max_side=max_side, max_pixels=max_pixels
+        )
+        report.codebook_note, report.n_colors, report.layout = note, codebook.n_colors, layout
+        lut_path = store.derived_path(f"lut-{codebook.fingerprint}.npy")
+        codebook.attach_lut(lut_path)
+        descriptor = Descriptor(codebook, layout=layout, max_side=max_side, max_pixels=max_pixels)
+
+        vanished = {state.content_hash: state for path, state in states.items() if path not in on_disk}
+        changed = {states[f.path].content_hash for f in todo if f.path in states}
+        sizes = {f.path: f for f in todo}
+        writer = _BatchWriter(store, codebook_id, descriptor, report, batch_size)
+        outcomes = extract_all(
+            [f.path for f in todo], descriptor, lut_path=str(lut_path), workers=workers,
+            known_hashes=frozenset(vanished) | frozenset(changed),
+        )
+        for done, outcome in enumerate(outcomes, 1):
+            _apply(outcome, sizes[outcome.path], states.get(outcome.path), vanished, writer)
+            writer.maybe_flush()
+            if progress is not None:
+                progress(done, len(todo))
+        writer.removed.extend(state.id for state in vanished.values())
+        report.removed = len(vanished)
+        writer.flush()
+        gone_failures = [path for path in old_failures if path not in on_disk]
+        if gone_failures:
+            store.remove_failures(gone_failures)
+    # The derived index for the default metric, so the first search need not build it.
+    ensure_vector_index(store, codebook, embedding_for("chi2", codebook.centers))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _apply(outcome: Outcome, found: FoundFile, state: FileState | None, vanished: dict[str, FileState], writer: _BatchWriter) -> None:
+    report = writer.report
+    if outcome.error is not None:
+        failure = Failure(found.path, found.size, found.mtime, outcome.error)
+        report.failed.append(failure)
+        writer.failed.append(failure)
+        if state is not None:  # the file was fine before and is broken now: its old row is wrong
+            writer.removed.append(state.id)
+            report.removed += 1
+        return
+    if outcome.histogram is None:  # hash already known: no decode was needed
+        if state is not None and state.content_hash == outcome.content_hash:
+            writer.touched.append((state.id, found.mtime))
+            report.touched += 1
+            return
+        moved = vanished.pop(outcome.content_hash or "", None)
+        if moved is not None and state is None:
+            writer.moved.append((moved.id, found.path, found.mtime))
+            report.moved += 1
+            return
+        # Known hash but nothing to reuse (e.g. a changed file now equals another vanished one): decode it.
+        if moved is not None:
+            vanished[moved.content_hash] = moved
+        outcome = _redo(found.path, writer.descriptor)
+        if outcome.error is not None or outcome.histogram is None:
+            _apply(outcome, found, state, vanished, writer)
+            return
+    record = ImageRecord(
+        found.path, found.size, found.mtime, outcome.content_hash or "", outcome.width, outcome.height, outcome.histogram
+    )
+    if state is not None:
+        writer.updated.append((state.id, record))
+        report.updated += 1
+    else:
+        writer.added.append(record)
+        report.added += 1
+
+
+def _redo(path: str, descriptor: Descriptor) -> Outcome:
+    try:
+        found = descriptor.of_file(path)
+    except BadImageError as exc:
+        return Outcome(path, error=exc.reason)
+    return Outcome(path, found.content_hash, found.histogram, found.width, found.height)
+
+
+class _BatchWriter:
+    """Collects changes and writes them in one transaction per batch."""
+
+    def __init__(self, store: Store, codebook_id: int, descriptor: Descriptor, report: IndexReport, batch_size: int) -> None:
+        self.store, self.codebook_id, self.report, self.batch_size = store, codebook_id, report, batch_size
+        self.descriptor = descriptor
+        self.last = time.monotonic()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.added: list[ImageRecord] = []
+        self.updated: list[tuple[int, ImageRecord]] = []
+        self.moved: list[tuple[int, str, float]] = []
+        self.touched: list[tuple[int, float]] = []
+        self.removed: list[int] = []
+        self.failed: list[Failure] = []
+
+    def pending(self) -> int:
+        return sum(map(len, (self.added, self.updated, self.moved, self.touched, self.removed, self.failed)))
+
+    def maybe_flush(self) -> None:
+        if self.pending() >= self.batch_size or time.monotonic() - self.last >= COMMIT_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending():
+            self.store.write_batch(
+                codebook_id=self.codebook_id, added=self.added, updated=self.updated, moved=self.moved,
+                touched=self.touched, removed=self.removed, failed=self.failed,
+            )
+        self._reset()
+        self.last = time.monotonic()

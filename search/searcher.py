@@ -1,0 +1,203 @@
+"""Searcher: ranks the indexed images against a query histogram, image or array.
+
+Two paths give the same ranking:
+
+* ``method="index"`` (default): FAISS over the metric's embedding (see
+  :mod:`cbir.embedding`) yields candidates in order of a lower bound on the
+  metric; exact distances are computed on the stored histograms, and the
+  candidate set grows until the bound proves no unseen image can enter the top k.
+  Exact, and fast because the bound is tight.
+* ``method="brute"``: exact distance to every stored histogram.
+
+Results are sorted by (distance, id), so equal distances always come out in the same order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from cbir.descriptor import Descriptor
+from cbir.distances import DEFAULT_METRIC, check_metric, distance_function
+from cbir.embedding import Embedding, embedding_for
+from cbir.errors import BadInputError, CodebookMismatchError, StoreError
+from cbir.store import Store
+from cbir.vectors import VectorIndex, current_stamp, ensure_vector_index
+
+_FIRST_CANDIDATES = 64
+
+
+@dataclass(frozen=True)
+class Result:
+    """One ranked image."""
+
+    rank: int
+    id: int
+    path: str
+    distance: float
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "path": self.path, "distance": self.distance, "id": self.id}
+
+
+def _rank(ids: np.ndarray, distances: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k smallest distances, ties broken by id."""
+    return np.lexsort((ids, distances))[:k]
+
+
+class Searcher:
+    """Search one index.
+
+    Parameters
+    ----------
+    store : Store
+        An index made by ``cbir index``.
+
+    Raises
+    ------
+    StoreError
+        If the store has no codebook yet (nothing indexed).
+    """
+
+    def __init__(self, store: Store) -> None:
+        found = store.codebook()
+        if found is None:
+            raise StoreError(f"{store.display} has no images indexed yet; run 'cbir index FOLDER' first")
+        self.store = store
+        _, codebook, layout = found
+        codebook.attach_lut(store.derived_path(f"lut-{codebook.fingerprint}.npy"))
+        self.descriptor = Descriptor(codebook, layout=layout)
+        self._indexes: dict[str, VectorIndex] = {}
+        self._matrix: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def open(cls, db: str | os.PathLike[str]) -> Searcher:
+        """Open the index at ``db`` (a SQLite path or a database URL)."""
+        return cls(Store(db))
+
+    @property
+    def codebook(self):  # type: ignore[no-untyped-def]
+        return self.descriptor.codebook
+
+    # --- queries ------------------------------------------------------------------
+    def search_image(self, image: str | os.PathLike[str] | np.ndarray, **options) -> list[Result]:  # type: ignore[no-untyped-def]
+        """Rank the index against an image file or a uint8 RGB array (H, W, 3).
+
+        Options are those of :meth:`search_histogram`.
+
+        Raises
+        ------
+        BadImageError
+            If the file cannot be read as an image.
+        """
+        if isinstance(image, np.ndarray):
+            query = self.descriptor.of_rgb(image)
+        else:
+            query = self.descriptor.of_file(image).histogram
+        return self.search_histogram(query, **options)
+
+    def search_histogram(
+        self,
+        histogram: np.ndarray,
+        *,
+        k: int = 10,
+        metric: str = DEFAULT_METRIC,
+        method: str = "index",
+    ) -> list[Result]:
+        """Rank the index against a histogram made with this index's descriptor.
+
+        Parameters
+        ----------
+        histogram : ndarray, shape (dim,)
+        k : int
+            Number of results (fewer if the index is smaller).
+        metric : str
+            One of :data:`cbir.distances.METRICS`.
+        method : {"index", "brute"}
+            Exact search through FAISS with a proven stopping rule, or brute force.
+
+        Raises
+        ------
+        BadInputError
+            For k < 1, an unknown metric or method.
+        CodebookMismatchError
+            If the histogram's length does not fit this index's codebook and layout.
+        """
+        check_metric(metric)
+        if int(k) < 1:
+            raise BadInputError(f"k must be at least 1, got {k}")
+        query = np.asarray(histogram, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self.descriptor.dim:
+            raise CodebookMismatchError(
+                f"query histogram has {query.shape[0]} bins; this index uses {self.descriptor.dim} "
+                f"({self.codebook.n_colors} colors, {self.descriptor.layout} layout)"
+            )
+        if method == "brute":
+            ids, distances = self._brute(query, metric)
+        elif method == "index":
+            ids, distances = self._through_index(query, int(k), metric)
+        else:
+            raise BadInputError(f"unknown search method {method!r}; choose index or brute")
+        order = _rank(ids, distances, int(k))
+        paths = self.store.paths(ids[order])
+        return [
+            Result(rank=r + 1, id=int(ids[i]), path=paths[int(ids[i])], distance=float(distances[i]))
+            for r, i in enumerate(order)
+            if int(ids[i]) in paths
+        ]
+
+    # --- exact brute force --------------------------------------------------------
+    def histograms(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, histograms) of the whole index, cached until the store changes."""
+        generation = self.store.generation()
+        if self._matrix is None or self._matrix[0] != generation:
+            ids, X = self.store.all_histograms()
+            self._matrix = (generation, ids, X)
+        return self._matrix[1], self._matrix[2]
+
+    def _brute(self, query: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        ids, X = self.histograms()
+        if not len(ids):
+            return ids, np.empty(0)
+        distance = distance_function(metric, self.codebook.centers)
+        chunk = 20_000
+        return ids, np.concatenate([distance(query, X[s : s + chunk]) for s in range(0, len(X), chunk)])
+
+    # --- exact through FAISS ------------------------------------------------------
+    def _through_index(self, query: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        embedding = embedding_for(metric, self.codebook.centers)
+        index = self.vector_index(embedding)
+        if index.size == 0:
+            return np.empty(0, np.int64), np.empty(0)
+        distance = distance_function(metric, self.codebook.centers)
+        embedded = embedding.transform(query)
+        k = min(k, index.size)
+        wanted = max(_FIRST_CANDIDATES, 4 * k)
+        while True:
+            wanted = min(wanted, index.size)
+            squared, found = index.search(embedded, wanted)
+            keep = found[0] >= 0
+            ids, squared = found[0][keep], squared[0][keep]
+            distances = distance(query, self._stored(ids))
+            kth = distances[_rank(ids, distances, k)[-1]]
+            # Every image not yet seen is at least bound(squared[-1]) away.
+            if wanted >= index.size or embedding.bound(squared[-1:])[0] > kth:
+                return ids, distances
+            wanted *= 4
+
+    def vector_index(self, embedding: Embedding) -> VectorIndex:
+        """The FAISS index of an embedding, kept in memory while it matches the store."""
+        cached = self._indexes.get(embedding.name)
+        if cached is not None and cached.stamp == current_stamp(self.store, self.codebook, embedding):
+            return cached
+        index = ensure_vector_index(self.store, self.codebook, embedding)
+        self._indexes[embedding.name] = index
+        return index
+
+    def _stored(self, ids: np.ndarray) -> np.ndarray:
+        if self._matrix is not None and self._matrix[0] == self.store.generation():
+            _, all_ids, X = self._matrix
+            return X[np.searchsorted(all_ids, ids)]
+        return self.store.histograms(ids)
