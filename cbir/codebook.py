@@ -92,6 +92,10 @@ class Codebook:
             self._lut = lut
         return self._lut
 
+    def attach_cached_lut(self) -> np.ndarray:
+        """:meth:`attach_lut` at this codebook's place in the user cache (shared by every index using it)."""
+        return self.attach_lut(cache_dir() / f"lut-{self.fingerprint}.npy")
+
     def rgb_centers(self) -> np.ndarray:
         """Codewords as uint8 sRGB, shape (k, 3)."""
         from cbir.color import lab_to_rgb
@@ -100,6 +104,14 @@ class Codebook:
 
     def params_json(self) -> str:
         return json.dumps(self.params, sort_keys=True)
+
+
+def cache_dir() -> Path:
+    """Where derived files shared between indexes live: ``$CBIR_CACHE``, else ``$XDG_CACHE_HOME/cbir``."""
+    base = os.environ.get("CBIR_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cbir"
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def sample_pixels(rgb: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

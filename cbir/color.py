@@ -37,6 +37,22 @@ def _linear_to_srgb(values: np.ndarray) -> np.ndarray:
     return np.where(values <= 0.0031308, values * 12.92, 1.055 * values ** (1 / 2.4) - 0.055)
 
 
+def _xyz_to_lab(xyz: np.ndarray) -> np.ndarray:
+    f = np.where(xyz > _EPS, np.cbrt(xyz), xyz * _KAPPA + 4.0 / 29.0)
+    lab = np.empty_like(f)
+    lab[..., 0] = 116.0 * f[..., 1] - 16.0
+    lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
+    lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
+    return lab
+
+
+# XYZ/white contribution of each 8-bit value of each channel, shape (3 channels, 256 values, 3 xyz):
+# the uint8 path of rgb_to_lab sums three table rows, so the LUT and a direct conversion agree bit for bit.
+_CHANNEL_XYZ = np.stack(
+    [_srgb_to_linear(np.arange(256) / 255.0)[:, None] * _RGB_TO_XYZ[:, c][None, :] / _WHITE for c in range(3)]
+)
+
+
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """Convert sRGB colors to CIE L*a*b* (D65).
 
@@ -58,16 +74,11 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb)
     if rgb.shape[-1:] != (3,):
         raise BadInputError(f"expected an array of shape (..., 3), got {rgb.shape}")
-    values = rgb.astype(np.float64)
     if rgb.dtype == np.uint8:
-        values /= 255.0
-    xyz = _srgb_to_linear(values) @ _RGB_TO_XYZ.T / _WHITE
-    f = np.where(xyz > _EPS, np.cbrt(xyz), xyz * _KAPPA + 4.0 / 29.0)
-    lab = np.empty_like(f)
-    lab[..., 0] = 116.0 * f[..., 1] - 16.0
-    lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
-    lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
-    return lab
+        xyz = _CHANNEL_XYZ[0][rgb[..., 0]] + _CHANNEL_XYZ[1][rgb[..., 1]] + _CHANNEL_XYZ[2][rgb[..., 2]]
+    else:
+        xyz = _srgb_to_linear(rgb.astype(np.float64)) @ _RGB_TO_XYZ.T / _WHITE
+    return _xyz_to_lab(xyz)
 
 
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
@@ -120,8 +131,8 @@ def nearest_codewords(lab: np.ndarray, centers: np.ndarray) -> np.ndarray:
 
 def _all_colors_lab(start: int, stop: int) -> np.ndarray:
     packed = np.arange(start, stop, dtype=np.int64)
-    rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=-1)
-    return rgb_to_lab(rgb.astype(np.uint8))
+    xyz = _CHANNEL_XYZ[0][packed >> 16] + _CHANNEL_XYZ[1][(packed >> 8) & 255] + _CHANNEL_XYZ[2][packed & 255]
+    return _xyz_to_lab(xyz)
 
 
 def build_lut(centers: np.ndarray, *, chunk: int = 1 << 20) -> np.ndarray:

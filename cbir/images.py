@@ -46,15 +46,20 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
 
 
 def _probe(data: bytes, path: object) -> tuple[int, int, str]:
+    """(width, height, format) from the header alone; width/height as displayed (EXIF rotation applied)."""
     try:
-        with Image.open(io.BytesIO(data)) as header:
-            width, height = header.size
-            fmt = header.format or ""
-            orientation = header.getexif().get(0x0112, 1) if fmt in ("JPEG", "TIFF", "WEBP", "PNG") else 1
+        header = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise BadImageError(path, "not a recognised image format") from None
     except Exception as exc:  # Pillow raises many types on corrupt headers
         raise BadImageError(path, f"unreadable image header ({exc})") from None
+    with header:
+        width, height = header.size
+        fmt = header.format or ""
+        try:
+            orientation = header.getexif().get(0x0112, 1) if fmt in ("JPEG", "TIFF", "WEBP") else 1
+        except Exception:  # a broken EXIF block only loses the rotation hint
+            orientation = 1
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return width, height, fmt

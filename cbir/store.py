@@ -32,15 +32,16 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from cbir.codebook import Codebook
+from cbir.codebook import Codebook, cache_dir
 from cbir.errors import CodebookMismatchError, StoreError
 
 DEFAULT_DB = "cbir.db"
@@ -216,14 +217,11 @@ class Store:
             raise StoreError(f"cannot open database {self.display!r}: {_short(exc)}") from None
 
     def _check_schema(self) -> None:
-        try:
-            with self.engine.connect() as conn:
-                version = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema")).scalar()
-        except (OperationalError, SQLAlchemyError):
-            version = None
-        if version is None:
-            raise StoreError(f"{self.display} is not a cbir index (no cbir tables)")
-        if int(version) != SCHEMA_VERSION:
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(MetaRow.__tablename__):
+                raise StoreError(f"{self.display} is not a cbir index (no cbir tables)")
+            version = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema")).scalar()
+        if version is None or int(version) != SCHEMA_VERSION:
             raise StoreError(f"{self.display} has schema version {version}; this cbir reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -240,10 +238,8 @@ class Store:
         """Where a file derived from this store lives: beside a SQLite file, else in the user cache."""
         if self.path is not None:
             return self.path.with_name(f"{self.path.name}.{suffix}")
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cbir"
-        base.mkdir(parents=True, exist_ok=True)
         key = hashlib.sha1(self.url.encode()).hexdigest()[:16]
-        return base / f"{key}.{suffix}"
+        return cache_dir() / f"{key}.{suffix}"
 
     @contextmanager
     def writer_lock(self) -> Iterator[None]:

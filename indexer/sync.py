@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cbir.codebook import DEFAULT_N_COLORS, MAX_SAMPLE_IMAGES, Codebook, learn_codebook
+from cbir.codebook import DEFAULT_N_COLORS, MAX_SAMPLE_IMAGES, Codebook, cache_dir, learn_codebook
 from cbir.descriptor import Descriptor
 from cbir.embedding import embedding_for
 from cbir.errors import BadImageError, BadInputError, CodebookMismatchError
@@ -168,7 +168,7 @@ def index_folder(
             store, files, n_colors=n_colors, layout=layout, seed=seed, max_side=max_side, max_pixels=max_pixels
         )
         report.codebook_note, report.n_colors, report.layout = note, codebook.n_colors, layout
-        lut_path = store.derived_path(f"lut-{codebook.fingerprint}.npy")
+        lut_path = cache_dir() / f"lut-{codebook.fingerprint}.npy"
         codebook.attach_lut(lut_path)
         descriptor = Descriptor(codebook, layout=layout, max_side=max_side, max_pixels=max_pixels)
 
@@ -186,7 +186,7 @@ def index_folder(
             if progress is not None:
                 progress(done, len(todo))
         writer.removed.extend(state.id for state in vanished.values())
-        report.removed = len(vanished)
+        report.removed += len(vanished)
         writer.flush()
         gone_failures = [path for path in old_failures if path not in on_disk]
         if gone_failures:

@@ -15,6 +15,7 @@ Results are sorted by (distance, id), so equal distances always come out in the 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,7 @@ class Searcher:
             raise StoreError(f"{store.display} has no images indexed yet; run 'cbir index FOLDER' first")
         self.store = store
         _, codebook, layout = found
-        codebook.attach_lut(store.derived_path(f"lut-{codebook.fingerprint}.npy"))
+        codebook.attach_cached_lut()
         self.descriptor = Descriptor(codebook, layout=layout)
         self._indexes: dict[str, VectorIndex] = {}
         self._matrix: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -97,6 +98,26 @@ class Searcher:
         else:
             query = self.descriptor.of_file(image).histogram
         return self.search_histogram(query, **options)
+
+    def search_colors(
+        self,
+        colors: Iterable[tuple[Sequence[int], float]],
+        *,
+        k: int = 10,
+        metric: str = DEFAULT_METRIC,
+        method: str = "index",
+    ) -> list[Result]:
+        """Rank the index against a query by colors: ((r, g, b), weight) pairs (QBIC-style).
+
+        See :meth:`cbir.descriptor.Descriptor.of_colors`; options are those of
+        :meth:`search_histogram`.
+
+        Raises
+        ------
+        BadInputError
+            If the query is empty, has more than five colors, or a bad color or weight.
+        """
+        return self.search_histogram(self.descriptor.of_colors(colors), k=k, metric=metric, method=method)
 
     def search_histogram(
         self,

@@ -101,3 +101,15 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Quantization tables go to a cache shared by this test session only."""
+    old = os.environ.get("CBIR_CACHE")
+    os.environ["CBIR_CACHE"] = str(tmp_path_factory.mktemp("cbir-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CBIR_CACHE", None)
+    else:
+        os.environ["CBIR_CACHE"] = old

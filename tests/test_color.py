@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from cbir.color import build_lut, lab_to_rgb, nearest_codewords, pack_rgb, quantize, rgb_to_lab
+from cbir.errors import BadInputError
+from cbir.images import load_image
+from tests.conftest import gradient, noisy, write_image
+
+
+def test_lab_of_reference_colors():
+    lab = rgb_to_lab(np.array([[255, 255, 255], [0, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=np.uint8))
+    np.testing.assert_allclose(lab[0], [100, 0, 0], atol=0.01)
+    np.testing.assert_allclose(lab[1], [0, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(lab[2], [53.24, 80.09, 67.20], atol=0.02)  # published sRGB red
+    np.testing.assert_allclose(lab[3], [32.30, 79.19, -107.86], atol=0.02)
+
+
+def test_uint8_and_float_inputs_agree():
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (500, 3), dtype=np.uint8)
+    np.testing.assert_allclose(rgb_to_lab(rgb), rgb_to_lab(rgb / 255.0), atol=1e-9)
+
+
+def test_lab_round_trip_is_exact_for_8_bit_colors():
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (2000, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(lab_to_rgb(rgb_to_lab(rgb)), rgb)
+
+
+def test_bad_shape_is_named():
+    with pytest.raises(BadInputError, match=r"\(5, 5\)"):
+        rgb_to_lab(np.zeros((5, 5)))
+
+
+def _brute_nearest(lab: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    d = ((lab[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+    return d.argmin(axis=1)
+
+
+@pytest.fixture(scope="module")
+def centers() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return rgb_to_lab(rng.integers(0, 256, (40, 3), dtype=np.uint8)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def lut(centers: np.ndarray) -> np.ndarray:
+    return build_lut(centers)
+
+
+def test_lut_equals_nearest_centroid_on_random_pixels(centers, lut):
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (200_000, 3), dtype=np.uint8)
+    expected = _brute_nearest(rgb_to_lab(rgb), centers.astype(np.float64))
+    np.testing.assert_array_equal(lut[pack_rgb(rgb)], expected)
+    np.testing.assert_array_equal(nearest_codewords(rgb_to_lab(rgb), centers), expected)
+
+
+def test_lut_equals_nearest_centroid_on_real_image_files(tmp_path, centers, lut):
+    path = write_image(tmp_path / "g.jpg", noisy(gradient((250, 10, 40), (10, 90, 240), size=(60, 90)), 12, seed=5))
+    rgb = load_image(path)
+    codes = quantize(rgb, lut)
+    assert codes.shape == rgb.shape[:2]
+    expected = _brute_nearest(rgb_to_lab(rgb.reshape(-1, 3)), centers.astype(np.float64))
+    np.testing.assert_array_equal(codes.reshape(-1), expected)
+
+
+def test_lut_dtype_follows_codebook_size():
+    assert build_lut(np.array([[50.0, 0, 0], [60.0, 10, 10]])).dtype == np.uint8
+    with pytest.raises(BadInputError):
+        build_lut(np.zeros((3, 2)))

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from cbir.errors import BadInputError
+from cbir.histogram import dominant_colors, histogram, n_regions, region_weights
+
+
+def test_global_histogram_counts_and_normalizes():
+    codes = np.array([[0, 0, 1], [2, 2, 2]])
+    h = histogram(codes, 4)
+    assert h.dtype == np.float32
+    np.testing.assert_allclose(h, [2 / 6, 1 / 6, 3 / 6, 0])
+
+
+def test_grid2_blocks_are_per_cell_and_weighted():
+    codes = np.zeros((4, 4), dtype=np.int64)
+    codes[:2, 2:] = 1  # top-right cell
+    codes[2:, :2] = 2  # bottom-left cell
+    h = histogram(codes, 3, layout="grid2").reshape(4, 3)
+    np.testing.assert_allclose(h, [[0.25, 0, 0], [0, 0.25, 0], [0, 0, 0.25], [0.25, 0, 0]])
+    assert h.sum() == pytest.approx(1.0)
+
+
+def test_combined_layout_gives_each_component_an_equal_share():
+    codes = np.random.default_rng(0).integers(0, 5, (30, 40))
+    h = histogram(codes, 5, layout="global+grid2").reshape(-1, 5)
+    assert len(h) == n_regions("global+grid2") == 5
+    np.testing.assert_allclose(h.sum(axis=1), [0.5, 0.125, 0.125, 0.125, 0.125], atol=1e-6)
+    np.testing.assert_allclose(h[0] * 2, np.bincount(codes.ravel(), minlength=5) / codes.size, atol=1e-6)
+
+
+def test_center_layout_puts_the_middle_in_the_ellipse():
+    codes = np.zeros((40, 40), dtype=np.int64)
+    codes[15:25, 15:25] = 1
+    h = histogram(codes, 2, layout="center").reshape(5, 2)
+    assert h[4, 1] > 0 and (h[:4, 1] == 0).all()
+    np.testing.assert_allclose(h.sum(axis=1), region_weights("center"), atol=1e-6)
+
+
+def test_tiny_image_regions_take_the_global_histogram():
+    h = histogram(np.array([[3]]), 4, layout="grid3").reshape(9, 4)
+    np.testing.assert_allclose(h[:, 3], np.full(9, 1 / 9), atol=1e-7)
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(BadInputError, match="hexagon"):
+        histogram(np.zeros((2, 2), int), 4, layout="global+hexagon")
+    with pytest.raises(BadInputError, match=r"\(0, 3\)"):
+        histogram(np.zeros((0, 3), int), 4)
+
+
+def test_dominant_colors_sums_blocks():
+    h = np.array([0.1, 0.3, 0.1, 0.0, 0.5, 0.0], dtype=np.float32)  # two blocks of 3
+    assert dominant_colors(h, 3, top=2) == [(1, pytest.approx(0.8)), (0, pytest.approx(0.1))]

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+from cbir.codebook import Codebook
+from cbir.errors import CodebookMismatchError, StoreError
+from cbir.store import Failure, ImageRecord, Store
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "test.db")
+    return request.getfixturevalue("postgres_url")
+
+
+def _codebook(seed: int = 0) -> Codebook:
+    return Codebook(np.random.default_rng(seed).uniform(0, 100, (16, 3)))
+
+
+def _record(path: str, seed: int) -> ImageRecord:
+    h = np.random.default_rng(seed).dirichlet(np.ones(16)).astype(np.float32)
+    return ImageRecord(path, 100 + seed, 1.5 + seed, f"hash{seed}", 10, 20, h)
+
+
+def test_missing_database_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="no index at .*nope.db.*cbir index"):
+        Store(tmp_path / "nope.db")
+
+
+def test_not_a_cbir_database(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    sqlite3.connect(path).execute("create table x (a)").connection.commit()
+    with pytest.raises(StoreError, match="not a cbir index"):
+        Store(path)
+
+
+def test_round_trip(db):
+    with Store(db, create=True) as store:
+        assert store.codebook() is None and store.count() == 0 and store.generation() == 0
+        codebook = _codebook()
+        cid = store.save_codebook(codebook, "grid2")
+        assert store.save_codebook(codebook, "grid2") == cid  # idempotent
+        records = [_record(f"/img/{i}.jpg", i) for i in range(5)]
+        store.write_batch(codebook_id=cid, added=records, failed=[Failure("/img/bad.jpg", 3, 1.0, "empty file")])
+        assert store.count() == 5 and store.failure_count() == 1 and store.generation() == 1
+    with Store(db) as store:
+        cid2, loaded, layout = store.codebook()
+        assert cid2 == cid and layout == "grid2" and loaded.fingerprint == codebook.fingerprint
+        ids, X = store.all_histograms()
+        assert list(ids) == sorted(ids) and X.dtype == np.float32
+        np.testing.assert_array_equal(X[2], records[2].histogram)
+        np.testing.assert_array_equal(store.histograms([ids[3], ids[1]]), X[[3, 1]])
+        assert store.paths(ids[:2]) == {int(ids[0]): "/img/0.jpg", int(ids[1]): "/img/1.jpg"}
+        states = store.file_states()
+        assert states["/img/4.jpg"].content_hash == "hash4" and states["/img/4.jpg"].size == 104
+        assert store.failures()[0].reason == "empty file"
+
+
+def test_updates_moves_removals_bump_the_generation(db):
+    with Store(db, create=True) as store:
+        cid = store.save_codebook(_codebook(), "global")
+        store.write_batch(codebook_id=cid, added=[_record(f"/a/{i}.jpg", i) for i in range(3)])
+        ids = {s.path: s.id for s in store.file_states().values()}
+        store.write_batch(codebook_id=cid, moved=[(ids["/a/0.jpg"], "/b/0.jpg", 9.0)], removed=[ids["/a/1.jpg"]],
+                          updated=[(ids["/a/2.jpg"], _record("/a/2.jpg", 7))])
+        states = store.file_states()
+        assert set(states) == {"/b/0.jpg", "/a/2.jpg"}
+        assert states["/b/0.jpg"].id == ids["/a/0.jpg"] and states["/a/2.jpg"].content_hash == "hash7"
+        assert store.generation() == 2
+        store.write_batch(codebook_id=cid, touched=[(ids["/a/2.jpg"], 42.0)])
+        assert store.generation() == 2  # mtime-only changes leave derived data valid
+
+
+def test_a_second_codebook_is_refused(db):
+    with Store(db, create=True) as store:
+        store.save_codebook(_codebook(0), "global")
+        with pytest.raises(CodebookMismatchError, match="already has a 16-color codebook"):
+            store.save_codebook(_codebook(1), "global")
+
+
+def test_writer_lock_is_exclusive(db):
+    with Store(db, create=True) as first, Store(db) as second:
+        with first.writer_lock():
+            with pytest.raises(StoreError, match="database is busy"):
+                with second.writer_lock():
+                    pass
+        with second.writer_lock():
+            pass
+
+
+def test_bad_url():
+    with pytest.raises(StoreError, match="cannot open database"):
+        Store("postgresql://nobody@127.0.0.1:1/none")
