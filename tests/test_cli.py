@@ -1,0 +1,110 @@
+"""End to end through the ``cbir`` command: a generated folder with broken files, index, search, info."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from cbir.cli import main
+from tests.conftest import PALETTE, gradient, noisy, solid, two_tone, write_image
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    for i, (name, color) in enumerate(PALETTE.items()):
+        write_image(root / f"{name}.jpg", noisy(solid(color, size=(60, 80)), 4, seed=i))
+        write_image(root / "more" / f"{name}_mix.png", two_tone(color, PALETTE["white"], 0.8, size=(60, 80)))
+    write_image(root / "sky.png", gradient((30, 60, 210), (250, 250, 250), size=(60, 80)))
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (root / "empty.png").write_bytes(b"")
+    (root / "readme.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def db(folder, tmp_path_factory):
+    path = tmp_path_factory.mktemp("db") / "cli.db"
+    result = CliRunner().invoke(main, ["index", str(folder), "--db", str(path), "--colors", "16", "--workers", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "19 images found: 17 added" in result.stderr and "2 skipped" in result.stderr
+    assert "broken.jpg" in result.stderr and "empty.png: empty file" in result.stderr
+    return path
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cbir", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
+def test_search_ranks_the_matching_colors_first(folder, db):
+    result = run("search", str(folder / "blue.jpg"), "--db", str(db), "-k", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)  # stdout is exactly one JSON document
+    assert document["query"] == str(folder / "blue.jpg") and document["metric"] == "chi2"
+    top = document["results"]
+    assert [r["rank"] for r in top] == [1, 2, 3]
+    assert top[0] == {"rank": 1, "path": str((folder / "blue.jpg").resolve()), "distance": 0.0, "id": top[0]["id"]}
+    assert top[1]["path"].endswith("blue_mix.png")  # 80% blue: the next closest
+    assert top[1]["distance"] <= top[2]["distance"]
+
+
+def test_search_text_output_and_metrics(folder, db):
+    runner = CliRunner()
+    for metric in ("qfd", "l1", "hellinger"):
+        result = runner.invoke(main, ["search", str(folder / "sand.jpg"), "--db", str(db), "-k", "2", "--metric", metric])
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.strip().splitlines()
+        assert len(lines) == 2 and lines[0].split()[1] == "0.000000" and lines[0].endswith("sand.jpg")
+    brute = runner.invoke(main, ["search", str(folder / "sky.png"), "--db", str(db), "-k", "5", "--brute", "--json"])
+    fast = runner.invoke(main, ["search", str(folder / "sky.png"), "--db", str(db), "-k", "5", "--json"])
+    assert json.loads(brute.stdout)["results"] == json.loads(fast.stdout)["results"]
+
+
+def test_info(db):
+    result = run("info", "--db", str(db), "--json", "--failures")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["images"] == 17 and info["codebook_size"] == 16 and info["layout"] == "global" and info["failures"] == 2
+    assert sorted(os.path.basename(f["path"]) for f in info["failed"]) == ["broken.jpg", "empty.png"]
+
+
+def test_unreadable_query_is_one_line_exit_2(folder, db):
+    result = run("search", str(folder / "broken.jpg"), "--db", str(db))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0 and "broken.jpg" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_database_is_one_line_exit_2(folder, tmp_path):
+    result = run("search", str(folder / "red.jpg"), "--db", str(tmp_path / "none.db"))
+    assert result.returncode == 2 and "no index at" in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "none.db").exists()
+    result = run("info", "--db", str(tmp_path / "none.db"))
+    assert result.returncode == 2 and "no index at" in result.stderr
+
+
+def test_db_from_environment(folder, db):
+    result = subprocess.run([sys.executable, "-m", "cbir", "info", "--json"], capture_output=True, text=True,
+                            env={**os.environ, "CBIR_DB": str(db)}, timeout=60)
+    assert json.loads(result.stdout)["images"] == 17
+
+
+def test_reindex_is_a_no_op_and_json_report(folder, db):
+    result = CliRunner().invoke(main, ["index", str(folder), "--db", str(db), "--json", "-q"])
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["added"] == 0 and report["unchanged"] == 17 + 2 and len(report["failed"]) == 2
+
+
+def test_usage_errors(folder, db):
+    runner = CliRunner()
+    assert runner.invoke(main, ["search", str(folder / "red.jpg"), "--db", str(db), "-k", "0"]).exit_code == 2
+    assert runner.invoke(main, ["search", str(folder / "red.jpg"), "--db", str(db), "--metric", "cosine"]).exit_code == 2
+    result = runner.invoke(main, ["index", str(folder), "--db", str(db), "--colors", "32"])
+    assert result.exit_code == 2 and "16 colors, not 32" in result.stderr
+    result = runner.invoke(main, ["index", str(folder / "nope"), "--db", str(db)])
+    assert result.exit_code == 2 and "not a folder" in result.stderr
