@@ -28,6 +28,10 @@ from cbir.store import Store
 from cbir.vectors import VectorIndex, current_stamp, ensure_vector_index
 
 _FIRST_CANDIDATES = 64
+# Fetching more candidate rows than this one by one costs more than loading the whole matrix once.
+_LOAD_ALL_ABOVE = 2000
+#: Collections at least this large are searched approximately (IVF + exact re-ranking) unless asked otherwise.
+APPROX_MIN_SIZE = 100_000
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,9 @@ class Searcher:
         self.descriptor = Descriptor(codebook, layout=layout)
         self._indexes: dict[str, VectorIndex] = {}
         self._matrix: tuple[int, np.ndarray, np.ndarray] | None = None
+        #: Approximate mode: IVF lists visited, and candidates re-ranked exactly.
+        self.nprobe = 16
+        self.ann_candidates = 1000
 
     @classmethod
     def open(cls, db: str | os.PathLike[str]) -> Searcher:
@@ -125,7 +132,7 @@ class Searcher:
         *,
         k: int = 10,
         metric: str = DEFAULT_METRIC,
-        method: str = "index",
+        method: str = "auto",
     ) -> list[Result]:
         """Rank the index against a histogram made with this index's descriptor.
 
@@ -136,8 +143,12 @@ class Searcher:
             Number of results (fewer if the index is smaller).
         metric : str
             One of :data:`cbir.distances.METRICS`.
-        method : {"index", "brute"}
-            Exact search through FAISS with a proven stopping rule, or brute force.
+        method : {"auto", "exact", "ann", "brute"}
+            ``exact``: through the flat FAISS index with a proven stopping rule;
+            ``ann``: through an IVF index, the top candidates re-ranked exactly
+            (approximate: a true neighbour can be missed); ``brute``: exact
+            distance to every image; ``auto`` (default): ``exact`` below
+            :data:`APPROX_MIN_SIZE` images, ``ann`` from there on.
 
         Raises
         ------
@@ -155,12 +166,16 @@ class Searcher:
                 f"query histogram has {query.shape[0]} bins; this index uses {self.descriptor.dim} "
                 f"({self.codebook.n_colors} colors, {self.descriptor.layout} layout)"
             )
+        if method == "auto":
+            method = "ann" if self.store.count() >= APPROX_MIN_SIZE else "exact"
         if method == "brute":
             ids, distances = self._brute(query, metric)
-        elif method == "index":
+        elif method in ("exact", "index"):
             ids, distances = self._through_index(query, int(k), metric)
+        elif method == "ann":
+            ids, distances = self._approximate(query, int(k), metric)
         else:
-            raise BadInputError(f"unknown search method {method!r}; choose index or brute")
+            raise BadInputError(f"unknown search method {method!r}; choose auto, exact, ann or brute")
         order = _rank(ids, distances, int(k))
         paths = self.store.paths(ids[order])
         return [
@@ -197,28 +212,43 @@ class Searcher:
         k = min(k, index.size)
         wanted = max(_FIRST_CANDIDATES, 4 * k)
         while True:
-            wanted = min(wanted, index.size)
+            if wanted * 4 > index.size:
+                # Proving the top k would take a quarter of the collection: one exact pass is cheaper.
+                return self._brute(query, metric)
             squared, found = index.search(embedded, wanted)
             keep = found[0] >= 0
             ids, squared = found[0][keep], squared[0][keep]
             distances = distance(query, self._stored(ids))
             kth = distances[_rank(ids, distances, k)[-1]]
             # Every image not yet seen is at least bound(squared[-1]) away.
-            if wanted >= index.size or embedding.bound(squared[-1:])[0] > kth:
+            if embedding.bound(squared[-1:])[0] > kth:
                 return ids, distances
             wanted *= 4
 
-    def vector_index(self, embedding: Embedding) -> VectorIndex:
+    # --- approximate through IVF -----------------------------------------------------
+    def _approximate(self, query: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        embedding = embedding_for(metric, self.codebook.centers)
+        index = self.vector_index(embedding, kind="ivf")
+        if index.size == 0:
+            return np.empty(0, np.int64), np.empty(0)
+        index.set_nprobe(self.nprobe)
+        _, found = index.search(embedding.transform(query), max(self.ann_candidates, 4 * k))
+        ids = found[0][found[0] >= 0]
+        distance = distance_function(metric, self.codebook.centers)
+        return ids, distance(query, self._stored(ids))
+
+    def vector_index(self, embedding: Embedding, *, kind: str = "flat") -> VectorIndex:
         """The FAISS index of an embedding, kept in memory while it matches the store."""
-        cached = self._indexes.get(embedding.name)
-        if cached is not None and cached.stamp == current_stamp(self.store, self.codebook, embedding):
+        cached = self._indexes.get(f"{embedding.name}.{kind}")
+        if cached is not None and cached.stamp == current_stamp(self.store, self.codebook, embedding, kind=kind):
             return cached
-        index = ensure_vector_index(self.store, self.codebook, embedding)
-        self._indexes[embedding.name] = index
+        index = ensure_vector_index(self.store, self.codebook, embedding, kind=kind)
+        self._indexes[f"{embedding.name}.{kind}"] = index
         return index
 
     def _stored(self, ids: np.ndarray) -> np.ndarray:
-        if self._matrix is not None and self._matrix[0] == self.store.generation():
-            _, all_ids, X = self._matrix
+        """Stored histograms of ``ids``: from memory when the whole index is loaded (or worth loading)."""
+        if len(ids) > _LOAD_ALL_ABOVE or (self._matrix is not None and self._matrix[0] == self.store.generation()):
+            all_ids, X = self.histograms()
             return X[np.searchsorted(all_ids, ids)]
         return self.store.histograms(ids)
