@@ -128,24 +128,35 @@ def index(folder: str, db: str, n_colors: int | None, layout: str | None, worker
 
 
 @main.command()
-@click.argument("image", type=str)
+@click.argument("image", type=str, required=False)
 @db_option
+@click.option("--colors", "colors_text", metavar="'#RRGGBB:W,...'", default=None,
+              help="Query by up to 5 colors with weights instead of an image, e.g. '#e0c080:0.6,#3060c0:0.4'.")
 @click.option("-k", "k", type=click.IntRange(1), default=10, show_default=True, help="Number of results.")
 @click.option("--metric", type=click.Choice(METRICS), default=DEFAULT_METRIC, show_default=True)
 @click.option("--brute", is_flag=True, help="Compare with every stored histogram instead of going through FAISS (same ranking).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @handle_errors
-def search(image: str, db: str, k: int, metric: str, brute: bool, as_json: bool) -> None:
-    """Rank the indexed images by color similarity to IMAGE."""
+def search(image: str | None, db: str, colors_text: str | None, k: int, metric: str, brute: bool, as_json: bool) -> None:
+    """Rank the indexed images by color similarity to IMAGE (or to --colors)."""
+    from cbir.color_query import format_colors, parse_colors
     from search import Searcher
 
+    if (image is None) == (colors_text is None):
+        raise click.UsageError("give exactly one of IMAGE or --colors")
+    colors = parse_colors(colors_text) if colors_text is not None else None
+    method = "brute" if brute else "index"
     searcher = Searcher.open(db)
     try:
-        results = searcher.search_image(image, k=k, metric=metric, method="brute" if brute else "index")
+        if colors is not None:
+            results = searcher.search_colors(colors, k=k, metric=metric, method=method)
+        else:
+            results = searcher.search_image(image, k=k, metric=metric, method=method)
     finally:
         searcher.store.close()
     if as_json:
-        emit_json({"query": os.path.abspath(image), "metric": metric, "results": [r.to_dict() for r in results]})
+        query = f"colors:{format_colors(colors)}" if colors is not None else os.path.abspath(str(image))
+        emit_json({"query": query, "metric": metric, "results": [r.to_dict() for r in results]})
         return
     width = len(str(len(results)))
     for result in results:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from cbir.codebook import Codebook
-from cbir.color import quantize
+from cbir.color import nearest_codewords, quantize, rgb_to_lab
+from cbir.color_query import check_colors
 from cbir.errors import BadInputError
-from cbir.histogram import histogram, n_regions, parse_layout
+from cbir.histogram import histogram, n_regions, parse_layout, region_weights
 from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, decode_image, read_bytes
 
 
@@ -79,3 +81,33 @@ class Descriptor:
     def of_file(self, path: str | os.PathLike[str]) -> Extracted:
         """Read, decode and describe an image file (see :meth:`of_bytes`)."""
         return self.of_bytes(read_bytes(path), path=path)
+
+    def of_colors(self, colors: Iterable[tuple[Sequence[int], float]]) -> np.ndarray:
+        """Histogram of a query by colors (QBIC-style): a few sRGB colors with weights.
+
+        Each color gives its normalized weight to its nearest codeword in L*a*b*
+        (the code a pixel of that color gets); every region block of a spatial
+        layout holds the same distribution times the region's weight.
+
+        Parameters
+        ----------
+        colors : iterable of ((r, g, b), weight)
+            Up to :data:`cbir.color_query.MAX_QUERY_COLORS` uint8 colors with weights > 0.
+
+        Returns
+        -------
+        ndarray, shape (dim,), float32
+            Sums to 1, like the histogram of an image.
+
+        Raises
+        ------
+        BadInputError
+            If the query is empty, too long, or an item has a bad color or weight.
+        """
+        checked = check_colors(colors)
+        rgb = np.array([color for color, _ in checked], dtype=np.uint8)
+        weights = np.array([weight for _, weight in checked], dtype=np.float64)
+        codes = nearest_codewords(rgb_to_lab(rgb), self.codebook.centers)
+        distribution = np.bincount(codes, weights=weights / weights.sum(), minlength=self.codebook.n_colors)
+        blocks = region_weights(self.layout)[:, None] * distribution[None, :]
+        return blocks.reshape(-1).astype(np.float32)

@@ -112,7 +112,7 @@ class Searcher:
         *,
         k: int = 10,
         metric: str = DEFAULT_METRIC,
-        method: str = "index",
+        method: str = "auto",
     ) -> list[Result]:
         """Rank the index against a query by colors: ((r, g, b), weight) pairs (QBIC-style).
 
