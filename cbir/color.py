@@ -103,13 +103,16 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
 
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
-    """Pack uint8 RGB triples into 24-bit integers ``r << 16 | g << 8 | b`` (int32)."""
+    """Pack uint8 RGB triples (..., 3) into 24-bit integers ``r << 16 | g << 8 | b`` (uint32, shape (...))."""
     rgb = np.asarray(rgb, dtype=np.uint8)
-    return (
-        (rgb[..., 0].astype(np.int32) << 16)
-        | (rgb[..., 1].astype(np.int32) << 8)
-        | rgb[..., 2].astype(np.int32)
-    )
+    # Lay the bytes out as little-endian B, G, R, 0 and read them as one uint32 each:
+    # one strided copy instead of three widening conversions, shifts and ors.
+    quad = np.zeros(rgb.shape[:-1] + (4,), dtype=np.uint8)
+    quad[..., 0] = rgb[..., 2]
+    quad[..., 1] = rgb[..., 1]
+    quad[..., 2] = rgb[..., 0]
+    packed = quad.view("<u4")[..., 0]
+    return packed
 
 
 def nearest_codewords(lab: np.ndarray, centers: np.ndarray) -> np.ndarray:
@@ -172,4 +175,4 @@ def quantize(rgb: np.ndarray, lut: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (H, W), the table's dtype
     """
-    return lut[pack_rgb(rgb)]
+    return np.take(lut, pack_rgb(rgb))

@@ -73,7 +73,7 @@ def _labels(layout: str, height: int, width: int) -> tuple[np.ndarray, ...]:
         else:
             maps.append(_grid_labels(height, width, int(part[-1])))
     for labels in maps:
-        labels.setflags(write=False)
+        labels.setflags(write=False)  # cached and shared: never modified
     return tuple(maps)
 
 
@@ -103,18 +103,20 @@ def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT)
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.size == 0:
         raise BadInputError(f"expected a non-empty (H, W) code image, got shape {codes.shape}")
-    flat = codes.reshape(-1).astype(np.int64)
-    whole = np.bincount(flat, minlength=n_colors)[:n_colors].astype(np.float64)
-    whole /= whole.sum()
+    flat = codes.reshape(-1).astype(np.intp)
     blocks = []
-    for labels in _labels(layout, *codes.shape):
-        n = int(labels.max()) + 1
-        counts = np.bincount(labels.reshape(-1) * n_colors + flat, minlength=n * n_colors)
-        counts = counts.reshape(n, n_colors).astype(np.float64)
+    for labels, n in zip(_labels(layout, *codes.shape), (COMPONENTS[p] for p in parse_layout(layout))):
+        if n == 1:
+            counts = np.bincount(flat, minlength=n_colors)[None, :n_colors].astype(np.float64)
+        else:
+            counts = np.bincount(labels.reshape(-1) * n_colors + flat, minlength=n * n_colors)
+            counts = counts.reshape(n, n_colors).astype(np.float64)
         sums = counts.sum(axis=1, keepdims=True)
         empty = sums[:, 0] == 0
-        counts[empty] = whole
-        sums[empty] = 1.0
+        if empty.any():
+            whole = np.bincount(flat, minlength=n_colors)[:n_colors].astype(np.float64)
+            counts[empty] = whole / whole.sum()
+            sums[empty] = 1.0
         blocks.append(counts / sums)
     stacked = np.concatenate(blocks) * region_weights(layout)[:, None]
     return stacked.reshape(-1).astype(np.float32)
