@@ -166,22 +166,63 @@ class Searcher:
                 f"query histogram has {query.shape[0]} bins; this index uses {self.descriptor.dim} "
                 f"({self.codebook.n_colors} colors, {self.descriptor.layout} layout)"
             )
+        ids, distances = self._ranked(query, int(k), metric, method)
+        return self._results(ids, distances, self.store.paths(ids))
+
+    def search_images(self, images: Sequence[str | os.PathLike[str] | np.ndarray], **options) -> list[list[Result]]:  # type: ignore[no-untyped-def]
+        """Rank the index against several images: exactly :meth:`search_image` on each, paths looked up once.
+
+        Options are those of :meth:`search_histogram`; made for evaluation runs that rank
+        the whole collection for every query.
+
+        Raises
+        ------
+        BadImageError
+            If a file cannot be read as an image.
+        """
+        k, metric, method = options.pop("k", 10), options.pop("metric", DEFAULT_METRIC), options.pop("method", "auto")
+        if options:
+            raise BadInputError(f"unknown search options: {', '.join(options)}")
+        check_metric(metric)
+        if int(k) < 1:
+            raise BadInputError(f"k must be at least 1, got {k}")
+        ranked = []
+        for image in images:
+            query = self.descriptor.of_rgb(image) if isinstance(image, np.ndarray) else self.descriptor.of_file(image).histogram
+            self._check_dim(np.asarray(query).reshape(-1))
+            ranked.append(self._ranked(np.asarray(query, dtype=np.float32).reshape(-1), int(k), metric, method))
+        paths = self.store.paths(np.unique(np.concatenate([ids for ids, _ in ranked]))) if ranked else {}
+        return [self._results(ids, distances, paths) for ids, distances in ranked]
+
+    def _check_dim(self, query: np.ndarray) -> None:
+        if query.shape[0] != self.descriptor.dim:
+            raise CodebookMismatchError(
+                f"query histogram has {query.shape[0]} bins; this index uses {self.descriptor.dim} "
+                f"({self.codebook.n_colors} colors, {self.descriptor.layout} layout)"
+            )
+
+    def _ranked(self, query: np.ndarray, k: int, metric: str, method: str) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and distances of the top ``k``, in rank order (distance, then id)."""
         if method == "auto":
             method = "ann" if self.store.count() >= APPROX_MIN_SIZE else "exact"
         if method == "brute":
             ids, distances = self._brute(query, metric)
         elif method in ("exact", "index"):
-            ids, distances = self._through_index(query, int(k), metric)
+            ids, distances = self._through_index(query, k, metric)
         elif method == "ann":
-            ids, distances = self._approximate(query, int(k), metric)
+            ids, distances = self._approximate(query, k, metric)
         else:
             raise BadInputError(f"unknown search method {method!r}; choose auto, exact, ann or brute")
-        order = _rank(ids, distances, int(k))
-        paths = self.store.paths(ids[order])
+        order = _rank(ids, distances, k)
+        return ids[order], distances[order]
+
+    @staticmethod
+    def _results(ids: np.ndarray, distances: np.ndarray, paths: dict[int, str]) -> list[Result]:
+        """Ranked ids -> Results (ids removed from the store meanwhile are left out)."""
         return [
-            Result(rank=r + 1, id=int(ids[i]), path=paths[int(ids[i])], distance=float(distances[i]))
-            for r, i in enumerate(order)
-            if int(ids[i]) in paths
+            Result(rank=r + 1, id=i, path=paths[i], distance=float(distance))
+            for r, (i, distance) in enumerate(zip(ids.tolist(), distances.tolist()))
+            if i in paths
         ]
 
     # --- exact brute force --------------------------------------------------------
