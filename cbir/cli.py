@@ -318,3 +318,36 @@ def plot_pixels(image: str, k: int, out: str, space: str, n_points: int, method:
     _note(cloud.palette.note)
     save_pixel_plot(cloud, out, space=space)
     click.echo(f"wrote {out} ({len(cloud.rgb):,} pixels, {len(cloud.palette)} clusters)", err=True)
+
+
+# --- web page and HTTP API ---
+
+
+@main.command()
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
+@click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=20.0, show_default=True,
+              help="Larger uploads are refused with 413.")
+@handle_errors
+def serve(db: str, host: str, port: int, max_upload_mb: float) -> None:
+    """Serve the search page and the HTTP API (its schema at /docs)."""
+    try:
+        import fastapi  # noqa: F401
+        import python_multipart  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise CbirFailure("install the web extra: pip install -e '.[web]'") from None
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    from search import Searcher
+    from search.http import create_app
+
+    Searcher.open(db).store.close()  # no index, or not a cbir database: one line now, not a traceback at startup
+    app = create_app(db, max_upload_bytes=max(1, int(max_upload_mb * 1_000_000)))
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout stays clean
+    click.echo(f"serving {db} on http://{host}:{port}/ (Ctrl+C stops)", err=True)
+    uvicorn.run(app, host=host, port=port, log_config=log_config)

@@ -1,0 +1,385 @@
+"""The HTTP API and the web page: a FastAPI app over one :class:`~search.searcher.Searcher`.
+
+``create_app(db)`` builds the app; ``cbir serve`` runs it under uvicorn.
+
+Routes: ``GET /`` (the page, from ``search/static/``), ``POST /api/search``
+(multipart ``image``), ``POST /api/search/colors`` (JSON colors),
+``GET /api/images/{id}/similar``, ``GET /api/images/{id}/thumbnail``,
+``GET /api/images/{id}``, ``GET /api/info``; the OpenAPI schema at ``/docs``.
+
+Images are served only by store id: the id is parsed as an integer and the path
+comes from the store row, so no part of a URL is ever joined to a filesystem
+path. Request bodies over ``max_upload_bytes`` get 413 while they stream in
+(FastAPI's ``max_body_size`` checks Content-Length first, then counts bytes).
+Errors are JSON ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import mimetypes
+import os
+import re
+import threading
+import time
+from collections.abc import AsyncIterator
+from enum import Enum
+from importlib import resources
+from typing import Annotated, Any, cast
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from cbir.codebook import Codebook
+from cbir.color_query import MAX_QUERY_COLORS, parse_hex, to_hex
+from cbir.descriptor import Descriptor
+from cbir.distances import DEFAULT_METRIC, METRICS
+from cbir.errors import BadImageError, BadInputError, CbirError, StoreError
+from cbir.palette import palette_from_histogram
+from search.searcher import Result, Searcher
+from search.thumbnails import DEFAULT_CACHE_BYTES, DEFAULT_THUMBNAIL_SIZE, Thumbnails
+
+DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
+#: Uploads with more pixels are refused before decoding (a 20 MB PNG can hold far more).
+DEFAULT_MAX_UPLOAD_PIXELS = 50_000_000
+DEFAULT_K = 10
+MAX_K = 200
+#: Colors shown in a palette strip.
+PALETTE_SIZE = 8
+
+_STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+_ID = re.compile(r"[0-9]{1,18}")
+
+Metric = Enum("Metric", {name.replace("-", "_"): name for name in METRICS}, type=str)  # type: ignore[misc]
+
+
+# --- schema ---------------------------------------------------------------------------
+class ColorIn(BaseModel):
+    hex: str = Field(pattern=r"^#?[0-9a-fA-F]{6}$", examples=["#e0c080"], description="An sRGB color, #rrggbb.")
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False, description="Its share of the query (normalized).")
+
+
+class ColorQuery(BaseModel):
+    colors: list[ColorIn] = Field(min_length=1, max_length=MAX_QUERY_COLORS)
+
+
+class PaletteColor(BaseModel):
+    hex: str
+    rgb: list[int]
+    lab: list[float]
+    proportion: float
+
+
+class SearchResult(BaseModel):
+    rank: int
+    id: int
+    name: str
+    path: str
+    distance: float
+    thumbnail: str
+    image: str
+    palette: list[PaletteColor]
+
+
+class QueryEcho(BaseModel):
+    kind: str = Field(description="image, colors or similar")
+    label: str
+    palette: list[PaletteColor]
+
+
+class SearchResponse(BaseModel):
+    query: QueryEcho
+    metric: str
+    k: int
+    milliseconds: float
+    results: list[SearchResult]
+
+
+class Info(BaseModel):
+    images: int
+    failures: int
+    generation: int
+    codebook_size: int
+    layout: str
+    codebook_fingerprint: str
+    metrics: list[str]
+    default_metric: str
+    max_k: int
+    max_colors: int
+    max_upload_bytes: int
+    thumbnail_size: int
+
+
+# --- the service behind the routes ----------------------------------------------------
+@dataclasses.dataclass
+class _Service:
+    """One Searcher shared by the worker threads, with what the routes need besides."""
+
+    searcher: Searcher
+    upload_descriptor: Descriptor
+    thumbnails: Thumbnails
+    # The Searcher caches matrices and FAISS indexes and rebuilds them when the store changes:
+    # one search at a time. Decoding uploads and reading rows happen outside the lock.
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def codebook(self) -> Codebook:
+        return self.searcher.codebook
+
+    def palette(self, histogram: np.ndarray) -> list[dict[str, Any]]:
+        """The dominant codewords of a histogram, largest share first, shares summing to 1."""
+        return palette_from_histogram(histogram, self.codebook, k=PALETTE_SIZE, sort="proportion")
+
+    def search(self, histogram: np.ndarray, *, kind: str, label: str, k: int, metric: str, started: float) -> dict[str, Any]:
+        with self.lock:
+            results = self.searcher.search_histogram(histogram, k=k, metric=metric)
+        return {
+            "query": {"kind": kind, "label": label, "palette": self.palette(histogram)},
+            "metric": metric,
+            "k": k,
+            "milliseconds": round((time.perf_counter() - started) * 1000.0, 2),
+            "results": [entry for entry in map(self._result, results) if entry is not None],
+        }
+
+    def _result(self, result: Result) -> dict[str, Any] | None:
+        row = self.searcher.store.image(result.id)
+        if row is None:  # removed by an index run since the search
+            return None
+        return {
+            "rank": result.rank,
+            "id": result.id,
+            "name": os.path.basename(result.path),
+            "path": result.path,
+            "distance": result.distance,
+            "thumbnail": f"/api/images/{result.id}/thumbnail",
+            "image": f"/api/images/{result.id}",
+            "palette": self.palette(np.frombuffer(row.histogram, dtype="<f4")),
+        }
+
+    def row(self, image_id: str):  # type: ignore[no-untyped-def]
+        """The store row of an id given in a URL, or 404. The id is only ever parsed as an integer."""
+        row = self.searcher.store.image(int(image_id)) if _ID.fullmatch(image_id) else None
+        if row is None:
+            raise HTTPException(404, f"no indexed image with id {image_id!r}")
+        return row
+
+
+def _service(request: Request) -> _Service:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated[_Service, Depends(_service)]
+_DEFAULT_METRIC = Metric(DEFAULT_METRIC)
+K = Annotated[int, Query(ge=1, le=MAX_K, description="Number of results.")]
+MetricQuery = Annotated[Metric, Query(description="Distance between histograms.")]  # type: ignore[valid-type]
+
+
+# --- errors as JSON -------------------------------------------------------------------
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def http_error(_: Request, exc: Exception) -> Response:
+        error = cast(HTTPException, exc)
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        errors = [
+            {"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in cast(RequestValidationError, exc).errors()
+        ]
+        summary = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
+        return _error(422, summary or "invalid request", detail=errors)
+
+    async def bad_image(_: Request, exc: Exception) -> Response:
+        return _error(400, str(exc))
+
+    async def bad_input(_: Request, exc: Exception) -> Response:
+        return _error(422, str(exc))
+
+    async def store_error(_: Request, exc: Exception) -> Response:
+        return _error(503, str(exc))
+
+    async def cbir_error(_: Request, exc: Exception) -> Response:
+        return _error(400, str(exc))
+
+    async def internal_error(_: Request, exc: Exception) -> Response:
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(BadImageError, bad_image)
+    app.add_exception_handler(BadInputError, bad_input)
+    app.add_exception_handler(StoreError, store_error)
+    app.add_exception_handler(CbirError, cbir_error)
+    app.add_exception_handler(Exception, internal_error)
+
+
+# --- the app --------------------------------------------------------------------------
+def create_app(
+    db: str | os.PathLike[str],
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
+    thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
+    thumbnail_cache_bytes: int = DEFAULT_CACHE_BYTES,
+) -> FastAPI:
+    """The web page and HTTP API over the index at ``db``.
+
+    The index is opened when the app starts (its lifespan), so an app can be made
+    before the index exists; starting it then fails with :class:`StoreError`.
+
+    Parameters
+    ----------
+    db : str or path
+        A SQLite file or a database URL, as for ``cbir index``.
+    max_upload_bytes : int
+        Larger request bodies get 413 (checked while they stream in).
+    max_upload_pixels : int
+        Uploaded images with more pixels get 400 before they are decoded.
+    thumbnail_size : int
+        Longer side of thumbnails, in pixels.
+    thumbnail_cache_bytes : int
+        Memory for cached thumbnails.
+
+    Returns
+    -------
+    FastAPI
+
+    Raises
+    ------
+    BadInputError
+        If a limit is not a positive integer.
+    """
+    for name, value in (("max_upload_bytes", max_upload_bytes), ("max_upload_pixels", max_upload_pixels),
+                        ("thumbnail_size", thumbnail_size), ("thumbnail_cache_bytes", thumbnail_cache_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadInputError(f"{name} must be a positive integer, got {value!r}")
+    pages = {route: (resources.files("search").joinpath("static", name).read_bytes(), media) for route, (name, media) in _STATIC.items()}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        searcher = Searcher.open(db)
+        descriptor = searcher.descriptor
+        app.state.service = _Service(
+            searcher=searcher,
+            upload_descriptor=dataclasses.replace(descriptor, max_pixels=min(descriptor.max_pixels, max_upload_pixels)),
+            thumbnails=Thumbnails(size=thumbnail_size, max_bytes=thumbnail_cache_bytes),
+        )
+        try:
+            yield
+        finally:
+            searcher.store.close()
+
+    app = FastAPI(
+        title="cbir",
+        summary="Content-based image search by color",
+        description="Search an index made by `cbir index` by example image or by colors.",
+        lifespan=lifespan,
+        max_body_size=max_upload_bytes,
+    )
+    _install_error_handlers(app)
+
+    def static_page(route: str) -> None:
+        content, media_type = pages[route]
+
+        def page() -> Response:
+            return Response(content, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+        app.add_api_route(route, page, methods=["GET"], include_in_schema=False)
+
+    for route in pages:
+        static_page(route)
+
+    @app.get("/api/info", response_model=Info, summary="Index statistics")
+    def info(service: ServiceDep) -> dict[str, Any]:
+        store = service.searcher.store
+        return {
+            "images": store.count(),
+            "failures": store.failure_count(),
+            "generation": store.generation(),
+            "codebook_size": service.codebook.n_colors,
+            "layout": service.searcher.descriptor.layout,
+            "codebook_fingerprint": service.codebook.fingerprint,
+            "metrics": list(METRICS),
+            "default_metric": DEFAULT_METRIC,
+            "max_k": MAX_K,
+            "max_colors": MAX_QUERY_COLORS,
+            "max_upload_bytes": max_upload_bytes,
+            "thumbnail_size": thumbnail_size,
+        }
+
+    @app.post("/api/search", response_model=SearchResponse, summary="Search by an uploaded image")
+    def search_upload(
+        service: ServiceDep,
+        image: Annotated[UploadFile, File(description="The query image (JPEG, PNG, WebP, TIFF, BMP, GIF).")],
+        k: K = DEFAULT_K,
+        metric: MetricQuery = _DEFAULT_METRIC,
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        name = image.filename or "upload"
+        data = image.file.read()
+        histogram = service.upload_descriptor.of_bytes(data, path=f"upload {name!r}").histogram
+        return service.search(histogram, kind="image", label=name, k=k, metric=metric.value, started=started)
+
+    @app.post("/api/search/colors", response_model=SearchResponse, summary="Search by colors with weights (QBIC-style)")
+    def search_colors(
+        service: ServiceDep,
+        query: ColorQuery,
+        k: K = DEFAULT_K,
+        metric: MetricQuery = _DEFAULT_METRIC,
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        colors = [(parse_hex(color.hex), color.weight) for color in query.colors]
+        histogram = service.searcher.descriptor.of_colors(colors)
+        label = ", ".join(f"{to_hex(rgb)} {weight:g}" for rgb, weight in colors)
+        return service.search(histogram, kind="colors", label=label, k=k, metric=metric.value, started=started)
+
+    @app.get("/api/images/{image_id}/similar", response_model=SearchResponse, summary="Search by an indexed image")
+    def search_similar(
+        service: ServiceDep,
+        image_id: str,
+        k: K = DEFAULT_K,
+        metric: MetricQuery = _DEFAULT_METRIC,
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        row = service.row(image_id)
+        histogram = np.frombuffer(row.histogram, dtype="<f4")
+        label = os.path.basename(row.path)
+        return service.search(histogram, kind="similar", label=label, k=k, metric=metric.value, started=started)
+
+    @app.get("/api/images/{image_id}/thumbnail", summary="A JPEG thumbnail of an indexed image",
+             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, 404: {}})
+    def thumbnail(service: ServiceDep, image_id: str, request: Request) -> Response:
+        row = service.row(image_id)
+        etag = f'"{row.content_hash}-{service.thumbnails.size}"'
+        headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        try:
+            data = service.thumbnails.get(row.id, row.content_hash, row.path)
+        except BadImageError as exc:
+            raise HTTPException(404, f"image {row.id} is indexed but its file cannot be read: {exc.reason}") from None
+        return Response(data, media_type="image/jpeg", headers=headers)
+
+    @app.get("/api/images/{image_id}", summary="The original file of an indexed image",
+             response_class=FileResponse, responses={200: {"content": {"image/*": {}}}, 404: {}})
+    def original(service: ServiceDep, image_id: str) -> Response:
+        row = service.row(image_id)
+        if not os.path.isfile(row.path):
+            raise HTTPException(404, f"image {row.id} is indexed but its file is gone")
+        media_type = mimetypes.guess_type(row.path)[0] or "application/octet-stream"
+        return FileResponse(row.path, media_type=media_type, filename=os.path.basename(row.path),
+                            content_disposition_type="inline")
+
+    return app
