@@ -191,9 +191,10 @@ def _fit_centers(
 
         n = min(len(inverse), AGGLOMERATIVE_SAMPLE)
         codes = inverse[rng.choice(len(inverse), size=n, replace=False)] if n < len(inverse) else inverse
-        missing = np.setdiff1d(np.arange(len(distinct_lab)), codes)
-        if len(np.unique(codes)) < k:  # rare colors the sample missed: each joins once
-            codes = np.concatenate([codes, missing[: k - len(np.unique(codes))]])
+        seen = len(np.unique(codes))
+        if seen < k:  # fewer colors in the sample than clusters: rare colors it missed join once each
+            missing = np.setdiff1d(np.arange(len(distinct_lab)), codes)
+            codes = np.concatenate([codes, missing[: k - seen]])
         points = distinct_lab[codes]
         labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(points)
         sums = np.zeros((k, 3))
@@ -216,6 +217,11 @@ def _fit_centers(
     else:
         model = MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=4096, random_state=seed)
     model.fit(points, sample_weight=weights)
+    if len(np.unique(model.labels_)) < k:
+        # Mini-batch k-means can leave clusters empty when a few colors carry nearly all the
+        # weight; Lloyd iterations from its centers move empty clusters to unserved colors.
+        model = KMeans(n_clusters=k, init=model.cluster_centers_, n_init=1, random_state=seed)
+        model.fit(points, sample_weight=weights)
     return np.asarray(model.cluster_centers_, dtype=np.float64)
 
 

@@ -91,6 +91,16 @@ def test_fewer_distinct_colors_than_k_gives_those_colors_and_a_note(tmp_path: Pa
     assert palette.note is not None and "3 distinct colors" in palette.note
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_rare_colors_still_fill_the_palette(method: str) -> None:
+    # 13 distinct colors, one of them on all but 12 pixels: k=10 must still give 10 colors.
+    image = np.full((300, 300, 3), PALETTE["red"], dtype=np.uint8)
+    image.reshape(-1, 3)[:12] = np.random.default_rng(0).integers(0, 256, (12, 3))
+    palette = extract_palette(image, k=10, method=method)
+    assert len(palette) == 10 and palette.note is None
+    assert palette.colors[0].rgb == PALETTE["red"] and palette.colors[0].proportion > 0.999
+
+
 @pytest.mark.parametrize("bad", [0, -1, 257, 2.5, True])
 def test_bad_k_is_refused(bad: object) -> None:
     with pytest.raises(BadInputError, match="between 1 and 256"):

@@ -62,8 +62,8 @@ def synthesize(path: Path, megapixels: float, seed: int = 0) -> Path:
     for _ in range(6):
         cy, cx, r = rng.uniform(0.2, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.15)
         blob = np.exp(-(((y - cy) / r) ** 2 + ((x - cx) / (r * 0.75)) ** 2))
-        image += blob[..., None] * rng.uniform(-90, 90, 3).astype(np.float32)
-    image += rng.normal(0, 6, image.shape).astype(np.float32)
+        image += blob[..., None] * np.asarray(rng.uniform(-90, 90, 3), dtype=np.float32)
+    image += np.asarray(rng.normal(0, 6, image.shape), dtype=np.float32)
     rgb = np.clip(image, 0, 255).astype(np.uint8)
     cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 90])
     return path
@@ -142,7 +142,10 @@ def main() -> None:
             synthesize(Path(path), float(task.split("/", 1)[1]))
             import cv2
 
-            height, width = cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_8).shape
+            thumbnail = cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+            if thumbnail is None:
+                raise RuntimeError(f"could not write {path}")
+            height, width = thumbnail.shape
             print(f"{float(task.split('/', 1)[1]):g} MP photo-like JPEG, ~{width * 8}x{height * 8}, "
                   f"{Path(path).stat().st_size / 1e6:.1f} MB", file=sys.stderr)
         else:
