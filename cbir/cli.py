@@ -80,11 +80,13 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="Extraction processes [default: number of cores].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of codebook learning.")
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse images with more pixels [default: 90,000,000].")
+@click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True,
+              help="Rows per transaction: a crash loses at most this many (or 2 s of work).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def index(folder: str, db: str, n_colors: int | None, layout: str | None, workers: int | None, seed: int,
-          max_pixels: int | None, as_json: bool, quiet: bool) -> None:
+          max_pixels: int | None, batch_size: int, as_json: bool, quiet: bool) -> None:
     """Build or sync the index of every image under FOLDER."""
     from tqdm import tqdm
 
@@ -104,7 +106,7 @@ def index(folder: str, db: str, n_colors: int | None, layout: str | None, worker
         try:
             report = index_folder(
                 folder, store, n_colors=n_colors, layout=layout, workers=workers, seed=seed,
-                max_pixels=max_pixels or DEFAULT_MAX_PIXELS, progress=progress,
+                max_pixels=max_pixels or DEFAULT_MAX_PIXELS, batch_size=batch_size, progress=progress,
             )
         finally:
             bar.close()
@@ -134,10 +136,13 @@ def index(folder: str, db: str, n_colors: int | None, layout: str | None, worker
               help="Query by up to 5 colors with weights instead of an image, e.g. '#e0c080:0.6,#3060c0:0.4'.")
 @click.option("-k", "k", type=click.IntRange(1), default=10, show_default=True, help="Number of results.")
 @click.option("--metric", type=click.Choice(METRICS), default=DEFAULT_METRIC, show_default=True)
-@click.option("--brute", is_flag=True, help="Compare with every stored histogram instead of going through FAISS (same ranking).")
+@click.option("--exact", "mode", flag_value="exact",
+              help="Exact search even on large indexes (default: exact below 100,000 images, approximate above).")
+@click.option("--approximate", "mode", flag_value="ann", help="IVF candidates re-ranked exactly, whatever the size.")
+@click.option("--brute", "mode", flag_value="brute", help="Compare with every stored histogram (same ranking as --exact).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @handle_errors
-def search(image: str | None, db: str, colors_text: str | None, k: int, metric: str, brute: bool, as_json: bool) -> None:
+def search(image: str | None, db: str, colors_text: str | None, k: int, metric: str, mode: str | None, as_json: bool) -> None:
     """Rank the indexed images by color similarity to IMAGE (or to --colors)."""
     from cbir.color_query import format_colors, parse_colors
     from search import Searcher
@@ -145,7 +150,7 @@ def search(image: str | None, db: str, colors_text: str | None, k: int, metric: 
     if (image is None) == (colors_text is None):
         raise click.UsageError("give exactly one of IMAGE or --colors")
     colors = parse_colors(colors_text) if colors_text is not None else None
-    method = "brute" if brute else "index"
+    method = mode or "auto"
     searcher = Searcher.open(db)
     try:
         if colors is not None:

@@ -26,7 +26,7 @@ from cbir.errors import BadImageError
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 DEFAULT_MAX_PIXELS = 90_000_000
 #: Longer side, in pixels, at which images are analysed (see README "How it works").
-DEFAULT_MAX_SIDE = 512
+DEFAULT_MAX_SIDE = 192
 # We enforce our own limit before decoding; Pillow's warning/limit would only duplicate it.
 Image.MAX_IMAGE_PIXELS = None
 

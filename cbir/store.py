@@ -204,6 +204,11 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             if create:
+                with self.engine.connect() as conn:
+                    tables = inspect(conn).get_table_names()
+                if tables and MetaRow.__tablename__ not in tables:
+                    raise StoreError(f"{self.display} is a database of something else (tables {', '.join(tables[:5])}); "
+                                     "give cbir its own database")
                 Base.metadata.create_all(self.engine)
                 with self.engine.begin() as conn:
                     if conn.execute(select(MetaRow.value).where(MetaRow.key == "schema")).first() is None:
@@ -215,6 +220,9 @@ class Store:
         except SQLAlchemyError as exc:
             self.engine.dispose()
             raise StoreError(f"cannot open database {self.display!r}: {_short(exc)}") from None
+        except StoreError:
+            self.engine.dispose()
+            raise
 
     def _check_schema(self) -> None:
         with self.engine.connect() as conn:

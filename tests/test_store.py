@@ -34,6 +34,10 @@ def test_not_a_cbir_database(tmp_path):
     sqlite3.connect(path).execute("create table x (a)").connection.commit()
     with pytest.raises(StoreError, match="not a cbir index"):
         Store(path)
+    with pytest.raises(StoreError, match="database of something else"):
+        Store(path, create=True)
+    with sqlite3.connect(path) as conn:
+        assert [r[0] for r in conn.execute("select name from sqlite_master")] == ["x"]  # untouched
 
 
 def test_round_trip(db):

@@ -1,0 +1,155 @@
+"""Crash safety and concurrency against real subprocesses: kill -9 mid-run, search while indexing, a second writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cbir.errors import StoreError
+from cbir.store import Store
+from search import Searcher
+from tests.conftest import gradient, noisy, write_image
+
+N_IMAGES = 400
+
+
+@pytest.fixture(scope="module")
+def big_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("many")
+    rng = np.random.default_rng(0)
+    for i in range(N_IMAGES):
+        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        write_image(folder / f"d{i % 7}" / f"img_{i:04d}.jpg", noisy(gradient(tuple(a), tuple(b), size=(40, 56)), 6, i))
+    return folder
+
+
+def start_index(folder: Path, db: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cbir", "index", str(folder), "--db", db, "--colors", "16", "--workers", "2",
+         "--batch-size", "25", "-q", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+
+
+def count_rows(db: str) -> int:
+    try:
+        with Store(db) as store:
+            return store.count()
+    except Exception:
+        return 0
+
+
+def kill_when(process: subprocess.Popen, db: str, *, rows_at_least: int | None, after: float) -> None:
+    deadline = time.monotonic() + 60
+    started = time.monotonic()
+    while time.monotonic() < deadline and process.poll() is None:
+        if time.monotonic() - started >= after and (rows_at_least is None or count_rows(db) >= rows_at_least):
+            break
+        time.sleep(0.02)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)  # the whole group: main process and extraction workers
+    process.wait(timeout=30)
+
+
+def check_consistent(db: str) -> int:
+    if not db.startswith("postgresql"):
+        if not os.path.exists(db):
+            return 0
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            if not conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'meta'").fetchone()[0]:
+                return 0  # killed before the tables were made: the next run makes them
+    try:
+        store = Store(db)
+    except StoreError as exc:
+        assert "no cbir tables" in str(exc)  # killed before the tables were made: the next run makes them
+        return 0
+    with store:
+        paths = list(store.file_states())
+        assert len(paths) == len(set(paths)) == store.count()
+        if store.codebook() is not None and store.count():
+            searcher = Searcher(store)
+            ids, X = store.all_histograms()
+            fast = searcher.search_histogram(X[0], k=5, method="exact")
+            brute = searcher.search_histogram(X[0], k=5, method="brute")
+            assert [r.id for r in fast] == [r.id for r in brute]
+        return store.count()
+
+
+def reference_histograms(folder: Path, db: str) -> dict[str, bytes]:
+    result = subprocess.run([sys.executable, "-m", "cbir", "index", str(folder), "--db", db, "--colors", "16", "-q"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with Store(db) as store:
+        ids, X = store.all_histograms()
+        paths = store.paths(ids)
+        return {paths[int(i)]: x.tobytes() for i, x in zip(ids, X)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_kill_9_at_any_moment_then_resume(big_folder, tmp_path, backend, request):
+    db = str(tmp_path / "crash.db") if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    seen_counts = []
+    # Early (start-up, scan, codebook), as soon as rows appear, and mid-run.
+    for rows_at_least, after in [(None, 0.5), (1, 0.0), (200, 0.0)]:
+        process = start_index(big_folder, db)
+        kill_when(process, db, rows_at_least=rows_at_least, after=after)
+        assert "Traceback" not in process.stderr.read()
+        seen_counts.append(check_consistent(db))
+    assert seen_counts == sorted(seen_counts)  # every run resumed: nothing committed was lost
+    assert 0 < seen_counts[-1]
+    final = start_index(big_folder, db, "--json")
+    out, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err
+    report = json.loads(out)
+    assert report["added"] == N_IMAGES - seen_counts[-1] and report["removed"] == 0
+    assert check_consistent(db) == N_IMAGES
+    # Exactly what an uninterrupted run produces.
+    with Store(db) as store:
+        ids, X = store.all_histograms()
+        paths = store.paths(ids)
+        got = {paths[int(i)]: x.tobytes() for i, x in zip(ids, X)}
+    assert got == reference_histograms(big_folder, str(tmp_path / "reference.db"))
+
+
+@pytest.mark.slow
+def test_search_answers_while_indexing_and_a_second_writer_is_refused(big_folder, tmp_path):
+    db = str(tmp_path / "busy.db")
+    first = [p for p in sorted(big_folder.rglob("*.jpg"))][:40]
+    seed_folder = tmp_path / "seed"
+    for path in first:
+        (seed_folder / path.name).parent.mkdir(parents=True, exist_ok=True)
+        (seed_folder / path.name).write_bytes(path.read_bytes())
+    subprocess.run([sys.executable, "-m", "cbir", "index", str(seed_folder), "--db", db, "--colors", "16", "-q"],
+                   check=True, timeout=300, capture_output=True)
+    writer = start_index(big_folder, db)  # the same db, a bigger folder: adds 400, removes the 40 seed rows
+    searches = 0
+    busy_seen = False
+    try:
+        while writer.poll() is None:
+            result = subprocess.run([sys.executable, "-m", "cbir", "search", str(first[0]), "--db", db, "--json", "-k", "3"],
+                                    capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0, result.stderr
+            assert len(json.loads(result.stdout)["results"]) >= 1
+            searches += 1
+            if not busy_seen and writer.poll() is None:
+                second = subprocess.run([sys.executable, "-m", "cbir", "index", str(big_folder), "--db", db, "-q"],
+                                        capture_output=True, text=True, timeout=120)
+                if writer.poll() is None or second.returncode == 2:
+                    assert second.returncode == 2 and "database is busy" in second.stderr, second.stderr
+                    busy_seen = True
+    finally:
+        _, err = writer.communicate(timeout=300)
+    assert writer.returncode == 0, err
+    assert searches >= 1 and busy_seen
+    assert check_consistent(db) == N_IMAGES
