@@ -356,3 +356,246 @@ def serve(db: str, host: str, port: int, max_upload_mb: float) -> None:
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout stays clean
     click.echo(f"serving {db} on http://{host}:{port}/ (Ctrl+C stops)", err=True)
     uvicorn.run(app, host=host, port=port, log_config=log_config)
+
+
+# --- retrieval accuracy ---
+
+#: Descriptors ``cbir evaluate`` can measure: the project's own, and the peer baselines of cbir.peers.
+DESCRIPTORS = ("cbir", "rgb-grid3", "hsv-regions")
+
+
+def _benchmark_ranker(benchmark: Any, db: str, *, metric: str, n_colors: int | None, layout: str | None,
+                      workers: int | None, quiet: bool) -> tuple[Any, Callable[[Any], Any], dict]:
+    """Index the benchmark into ``db`` (or sync it) and rank through Searcher.search_image, as 'cbir search' does."""
+    from tqdm import tqdm
+
+    from cbir.errors import BadInputError
+    from cbir.store import Store
+    from indexer import index_folder
+    from search import Searcher
+
+    store = Store(db, create=True)
+    root = benchmark.root.rstrip(os.sep) + os.sep
+    outside = [path for path in store.file_states() if not path.startswith(root)]
+    if outside:
+        store.close()
+        raise BadInputError(
+            f"{db} also indexes {len(outside)} image(s) outside {benchmark.root} (e.g. {outside[0]}); "
+            "evaluating would remove them from it: use another --db"
+        )
+    bar = tqdm(total=0, unit="img", file=sys.stderr, disable=quiet or None, desc="indexing")
+
+    def progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.reset(total=total)
+        bar.n = done
+        bar.refresh() if done == total else bar.update(0)
+
+    try:
+        report = index_folder(benchmark.root, store, n_colors=n_colors, layout=layout, workers=workers, progress=progress)
+    finally:
+        bar.close()
+    wanted = {item.path for item in benchmark.items}
+    failed = [f for f in report.failed if f.path in wanted]
+    if failed:
+        store.close()
+        shown = "; ".join(f"{f.path}: {f.reason}" for f in failed[:3])
+        raise BadInputError(f"{len(failed)} image(s) of the dataset could not be read ({shown}); remove or fix them")
+    searcher = Searcher(store)
+    n = store.count()
+
+    def ranker(queries: Any) -> list[list[str]]:
+        return [[r.path for r in results] for results in searcher.search_images(list(queries), k=n, metric=metric)]
+
+    config = {
+        "descriptor": "cbir",
+        "db": db,
+        "n_colors": searcher.codebook.n_colors,
+        "layout": searcher.descriptor.layout,
+        "max_side": searcher.descriptor.max_side,
+        "codebook_fingerprint": searcher.codebook.fingerprint,
+        "images": n,
+    }
+    return store, ranker, config
+
+
+def _peer_ranker(benchmark: Any, name: str, *, quiet: bool) -> tuple[Callable[[Any], Any], dict]:
+    """Describe every image with a peer baseline and rank by brute force."""
+    from tqdm import tqdm
+
+    from cbir.peers import PeerIndex, peer
+
+    chosen = peer(name)
+    with tqdm(total=len(benchmark.items), unit="img", file=sys.stderr, disable=quiet or None, desc=name) as bar:
+        index = PeerIndex.build(chosen, [item.path for item in benchmark.items], progress=lambda done, total: bar.update(1))
+    config = {"descriptor": name, "summary": chosen.summary, "images": len(index.paths)}
+    return index.rank_paths, config
+
+
+def _run_evaluation(benchmark: Any, *, descriptor: str, metric: str | None, db: str, n_colors: int | None,
+                    layout: str | None, workers: int | None, quiet: bool) -> Any:
+    """One evaluation of DESCRIPTOR (and METRIC) on a benchmark: the report."""
+    from tqdm import tqdm
+
+    from cbir.distances import SIMPLE_METRICS
+    from cbir.errors import BadInputError
+    from cbir.evaluation import evaluate as run
+    from cbir.peers import peer
+
+    store = None
+    if descriptor == "cbir":
+        metric = metric or DEFAULT_METRIC
+        click.echo(f"evaluating with the index at {db}", err=True)
+        store, ranker, config = _benchmark_ranker(
+            benchmark, db, metric=metric, n_colors=n_colors, layout=layout, workers=workers, quiet=quiet
+        )
+    else:
+        metric = metric or peer(descriptor).metric
+        if metric not in SIMPLE_METRICS:
+            raise BadInputError(f"the {descriptor} baseline is not a codebook histogram; use one of {', '.join(SIMPLE_METRICS)}")
+        ranker, config = _peer_ranker(benchmark, descriptor, quiet=quiet)
+    try:
+        with tqdm(total=benchmark.n_queries, unit="query", file=sys.stderr, disable=quiet or None, desc="queries") as bar:
+            return run(
+                benchmark.items, ranker, protocol=benchmark.protocol, metric=metric, config=config,
+                with_ns=benchmark.with_ns, progress=lambda done, total: bar.update(done - bar.n),
+            )
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _print_report(document: dict) -> None:
+    config = document["config"]
+    what = config["descriptor"]
+    if what == "cbir":
+        what += f" ({config['n_colors']} colors, {config['layout']} layout)"
+    click.echo(f"{document['protocol']} protocol, {document['queries']} queries, {what}, metric {document['metric']}")
+    click.echo(f"  mAP    {_num(document['mAP'])}")
+    click.echo("  " + "  ".join(f"P@{k} {_num(v)}" for k, v in document["precision_at"].items()))
+    click.echo("  " + "  ".join(f"R@{k} {_num(v)}" for k, v in document["recall_at"].items()))
+    if "ns_score" in document:
+        click.echo(f"  N-S    {document['ns_score']:.3f} (of 4)")
+    if document["queries_without_relevant"]:
+        click.echo(f"  {document['queries_without_relevant']} queries have no relevant image (left out of mAP)")
+    per_class = document["per_class"]
+    shown = list(per_class.items())[:30]
+    click.echo(f"  per-class AP ({len(per_class)} classes):")
+    for group, ap in shown:
+        click.echo(f"    {group:>12}  {_num(ap)}")
+    if len(per_class) > len(shown):
+        click.echo(f"    ... {len(per_class) - len(shown)} more (see --json)")
+    click.echo(f"  {document['seconds']:.1f} s")
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _label(document: dict) -> str:
+    config = document.get("config", {})
+    name = config.get("descriptor", "?")
+    if name == "cbir":
+        name = f"cbir k={config.get('n_colors')} {config.get('layout')}"
+    return f"{name} / {document.get('metric', '?')}"
+
+
+@main.command()
+@click.argument("dataset", type=str)
+@db_option
+@click.option("--protocol", default="classes", show_default=True,
+              help="classes (one sub-folder per class), wang, holidays, ukbench, or csv:FILE (columns path, group[, is_query]).")
+@click.option("--metric", type=click.Choice(METRICS), default=None,
+              help=f"Distance [default: {DEFAULT_METRIC}; a peer baseline's own for --descriptor].")
+@click.option("--descriptor", type=click.Choice(DESCRIPTORS), default="cbir", show_default=True,
+              help="cbir's codebook histogram (through the index, as 'cbir search'), or a peer baseline: "
+                   "rgb-grid3 (pochih/CBIR), hsv-regions (PyImageSearch 2014).")
+@click.option("--colors", "n_colors", type=click.IntRange(16, 1024), default=None, help="Codebook size of a new index.")
+@click.option("--layout", default=None, help="Spatial layout of a new index.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Extraction processes.")
+@click.option("--compare", "compare", multiple=True, metavar="METRIC|DESCRIPTOR|REPORT.json",
+              help="Also evaluate another metric or descriptor (or load an earlier --json report) and put it on the plot. Repeatable.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG: precision-recall curve and per-class AP bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@handle_errors
+def evaluate(dataset: str, db: str, protocol: str, metric: str | None, descriptor: str, n_colors: int | None,
+             layout: str | None, workers: int | None, compare: tuple[str, ...], plot_file: str | None,
+             as_json: bool, quiet: bool) -> None:
+    """Measure retrieval accuracy on a labelled DATASET: mAP, P@k, R@k, per-class AP."""
+    from cbir.benchmarks import load_benchmark
+    from cbir.errors import BadInputError
+
+    benchmark = load_benchmark(dataset, protocol)  # bad names or an empty folder: fail before writing anything
+    others: list[tuple[str, str | None, dict | None]] = []
+    for spec in compare:
+        if spec in METRICS:
+            others.append((descriptor, spec, None))
+        elif spec in DESCRIPTORS:
+            others.append((spec, None, None))
+        elif spec.endswith(".json"):
+            try:
+                with open(spec, encoding="utf-8") as handle:
+                    others.append(("", None, json.load(handle)))
+            except (OSError, ValueError) as exc:
+                raise BadInputError(f"--compare {spec}: cannot read the report ({exc})") from None
+        else:
+            raise BadInputError(f"--compare {spec!r}: not a metric ({', '.join(METRICS)}), a descriptor "
+                                f"({', '.join(DESCRIPTORS)}) or a .json report")
+    options = dict(db=db, n_colors=n_colors, layout=layout, workers=workers, quiet=quiet)
+    document = _run_evaluation(benchmark, descriptor=descriptor, metric=metric, **options).to_dict()
+    documents = [document]
+    for other_descriptor, other_metric, loaded in others:
+        if loaded is None:
+            loaded = _run_evaluation(benchmark, descriptor=other_descriptor, metric=other_metric, **options).to_dict()
+        documents.append(loaded)
+    if len(documents) > 1:
+        document["compare"] = [
+            {"label": _label(d), "mAP": d.get("mAP"), "precision_at": d.get("precision_at"), "config": d.get("config")}
+            for d in documents[1:]
+        ]
+    if plot_file:
+        from cbir.plots import plot_reports
+
+        plot_reports([(_label(d), d) for d in documents], plot_file,
+                     title=f"{os.path.basename(benchmark.root)} ({benchmark.protocol} protocol)")
+        click.echo(f"plot written to {plot_file}", err=True)
+    if as_json:
+        emit_json(document)
+        return
+    for d in documents:
+        _print_report(d)
+
+
+@main.command("make-benchmark")
+@click.argument("source", type=str)
+@click.argument("out", type=str)
+@click.option("--copies", type=click.IntRange(1, 50), default=6, show_default=True, help="Edited copies per source image.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the edits.")
+@click.option("--max-side", type=click.IntRange(16), default=1024, show_default=True, help="Sources are read at up to this side.")
+@click.option("--all-queries", is_flag=True, help="Make every image a query (default: only the originals).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def make_benchmark(source: str, out: str, copies: int, seed: int, max_side: int, all_queries: bool,
+                   as_json: bool, quiet: bool) -> None:
+    """Make a near-duplicate benchmark in OUT from the images under SOURCE (with groundtruth.csv)."""
+    from tqdm import tqdm
+
+    from cbir.transforms import make_benchmark as make
+
+    with tqdm(total=0, unit="img", file=sys.stderr, disable=quiet or None, desc="copies") as bar:
+        def progress(done: int, total: int) -> None:
+            if bar.total != total:
+                bar.reset(total=total)
+            bar.update(done - bar.n)
+
+        summary = make(source, out, copies=copies, seed=seed, max_side=max_side, all_queries=all_queries, progress=progress)
+    if as_json:
+        emit_json(summary.to_dict())
+        return
+    click.echo(f"{summary.images} images in {summary.groups} groups ({summary.queries} queries) written to {summary.out}", err=True)
+    for path, reason in summary.skipped:
+        click.echo(f"  skipped {path}: {reason}", err=True)
+    click.echo(f"measure with: cbir evaluate {summary.out} --protocol csv:{summary.ground_truth} --db {summary.out}.db", err=True)

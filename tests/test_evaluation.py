@@ -113,3 +113,134 @@ def test_evaluate_over_a_ranker() -> None:
 def test_evaluate_refuses_a_benchmark_without_queries() -> None:
     with pytest.raises(BadInputError, match="no queries"):
         evaluate([Item("a", 0, False)], lambda batch: [], protocol="p", metric="m")
+
+
+# --- cbir evaluate, end to end -----------------------------------------------------------------
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from click.testing import CliRunner  # noqa: E402
+
+from cbir.cli import main  # noqa: E402
+from tests.conftest import PALETTE, noisy, two_tone, write_image  # noqa: E402
+
+_CLASSES = {"warm": ("red", "yellow"), "cold": ("blue", "navy"), "light": ("white", "sand"), "green": ("green", "black")}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    """A 4-class dataset of 16 small images, evaluated once into a database with a 16-color codebook."""
+    root = tmp_path_factory.mktemp("eval")
+    dataset = root / "dataset"
+    for c, (name, (a, b)) in enumerate(_CLASSES.items()):
+        for i in range(4):
+            share = 0.35 + 0.1 * i
+            write_image(dataset / name / f"{name}{i}.png", noisy(two_tone(PALETTE[a], PALETTE[b], share), 25, seed=10 * c + i))
+    db = root / "eval.db"
+    result = CliRunner().invoke(
+        main, ["evaluate", str(dataset), "--db", str(db), "--colors", "16", "--workers", "1", "--json", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    return dataset, db, json.loads(result.stdout)
+
+
+def test_evaluate_json_document(evaluated: tuple[Path, Path, dict]) -> None:
+    dataset, db, document = evaluated
+    assert document["protocol"] == "classes" and document["metric"] == "chi2"
+    assert document["queries"] == 16 and len(document["per_query"]) == 16
+    assert set(document["per_class"]) == set(_CLASSES)
+    assert 0.0 < document["mAP"] <= 1.0
+    assert set(document["precision_at"]) >= {"1", "10"}
+    assert document["config"]["n_colors"] == 16 and document["config"]["descriptor"] == "cbir"
+    aps = [q["ap"] for q in document["per_query"]]
+    assert document["mAP"] == pytest.approx(sum(aps) / len(aps))
+    assert all(Path(q["query"]).is_absolute() and Path(q["query"]).is_relative_to(dataset.resolve()) for q in document["per_query"])
+
+
+def test_cbir_search_reproduces_every_per_query_ap(evaluated: tuple[Path, Path, dict]) -> None:
+    dataset, db, document = evaluated
+    runner = CliRunner()
+    for entry in document["per_query"]:
+        result = runner.invoke(main, ["search", entry["query"], "--db", str(db), "--json", "-k", "16"])
+        assert result.exit_code == 0, result.output
+        ranking = [r["path"] for r in json.loads(result.stdout)["results"]]
+        assert len(ranking) == 16
+        group = Path(entry["query"]).parent.name
+        relevance = [Path(p).parent.name == group for p in ranking if p != entry["query"]]
+        assert average_precision(relevance, 3) == pytest.approx(entry["ap"], abs=1e-12)
+
+
+def test_evaluate_reuses_an_up_to_date_index(evaluated: tuple[Path, Path, dict]) -> None:
+    dataset, db, document = evaluated
+    from cbir.store import Store
+
+    with Store(db) as store:
+        before = store.generation()
+    again = CliRunner().invoke(main, ["evaluate", str(dataset), "--db", str(db), "--json", "-q"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["mAP"] == document["mAP"]
+    with Store(db) as store:
+        assert store.generation() == before  # nothing re-indexed
+    assert f"evaluating with the index at {db}" in again.stderr
+
+
+def test_evaluate_refuses_another_configuration_of_the_same_db(evaluated: tuple[Path, Path, dict]) -> None:
+    dataset, db, _ = evaluated
+    result = CliRunner().invoke(main, ["evaluate", str(dataset), "--db", str(db), "--colors", "32"])
+    assert result.exit_code == 2
+    assert "another --db" in result.output and "16 colors" in result.output
+
+
+def test_evaluate_never_wipes_an_index_of_other_images(evaluated: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    dataset, db, _ = evaluated
+    other = tmp_path / "other"
+    for name in ("0.jpg", "1.jpg"):
+        write_image(other / name, two_tone(PALETTE["red"], PALETTE["blue"]))
+    result = CliRunner().invoke(main, ["evaluate", str(other), "--db", str(db), "--protocol", "wang"])
+    assert result.exit_code == 2
+    assert "outside" in result.output and "use another --db" in result.output
+    from cbir.store import Store
+
+    with Store(db) as store:
+        assert store.count() == 16
+
+
+def test_evaluate_bad_dataset_writes_nothing(tmp_path: Path) -> None:
+    dataset = tmp_path / "flat"
+    write_image(dataset / "a.png", two_tone(PALETTE["red"], PALETTE["blue"]))
+    write_image(dataset / "holiday.png", two_tone(PALETTE["red"], PALETTE["blue"]))
+    db = tmp_path / "new.db"
+    runner = CliRunner()
+    result = runner.invoke(main, ["evaluate", str(dataset), "--db", str(db), "--protocol", "wang", "--plot", str(tmp_path / "p.png")])
+    assert result.exit_code == 2
+    assert "do not fit the wang protocol" in result.output and "holiday.png" in result.output
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(main, ["evaluate", str(tmp_path / "empty"), "--db", str(db)])
+    assert result.exit_code == 2 and "no image files" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "flat"]  # no database, no plot
+
+
+def test_evaluate_peer_and_comparison_plot(evaluated: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    dataset, db, document = evaluated
+    plot = tmp_path / "pr.png"
+    result = CliRunner().invoke(
+        main,
+        ["evaluate", str(dataset), "--db", str(db), "--json", "-q", "--plot", str(plot),
+         "--compare", "l1", "--compare", "hsv-regions"],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["mAP"] == document["mAP"]
+    labels = [c["label"] for c in out["compare"]]
+    assert labels == ["cbir k=16 global / l1", "hsv-regions / chi2"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(plot) as image:
+        assert image.size[0] > 800
+    peer_only = CliRunner().invoke(main, ["evaluate", str(dataset), "--descriptor", "rgb-grid3", "--json", "-q"])
+    assert peer_only.exit_code == 0, peer_only.output
+    peer_doc = json.loads(peer_only.stdout)
+    assert peer_doc["metric"] == "l1" and peer_doc["queries"] == 16 and peer_doc["config"]["descriptor"] == "rgb-grid3"
+    assert peer_doc["mAP"] > 0.5  # two-tones of distinct colors: the peer finds its class too
