@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from cbir.descriptor import Descriptor
-from cbir.distances import DEFAULT_METRIC, check_metric, distance_function
+from cbir.distances import DEFAULT_METRIC, Distance, check_metric, distance_function
 from cbir.embedding import Embedding, embedding_for
 from cbir.errors import BadInputError, CodebookMismatchError, StoreError
 from cbir.store import Store
-from cbir.vectors import VectorIndex, current_stamp, ensure_vector_index
+from cbir.vectors import VectorIndex, ensure_vector_index
 
 _FIRST_CANDIDATES = 64
 # Fetching more candidate rows than this one by one costs more than loading the whole matrix once.
@@ -76,6 +76,8 @@ class Searcher:
         self.descriptor = Descriptor(codebook, layout=layout)
         self._indexes: dict[str, VectorIndex] = {}
         self._matrix: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._state: tuple[int, int] | None = None
+        self._metrics: dict[str, tuple[Embedding, Distance]] = {}
         #: Approximate mode: IVF lists visited, and candidates re-ranked exactly.
         self.nprobe = 16
         self.ann_candidates = 1000
@@ -204,7 +206,7 @@ class Searcher:
     def _ranked(self, query: np.ndarray, k: int, metric: str, method: str) -> tuple[np.ndarray, np.ndarray]:
         """Ids and distances of the top ``k``, in rank order (distance, then id)."""
         if method == "auto":
-            method = "ann" if self.store.count() >= APPROX_MIN_SIZE else "exact"
+            method = "ann" if self._snapshot()[1] >= APPROX_MIN_SIZE else "exact"
         if method == "brute":
             ids, distances = self._brute(query, metric)
         elif method in ("exact", "index"):
@@ -238,20 +240,27 @@ class Searcher:
         ids, X = self.histograms()
         if not len(ids):
             return ids, np.empty(0)
-        distance = distance_function(metric, self.codebook.centers)
+        distance = self._metric(metric)[1]
         chunk = 20_000
         return ids, np.concatenate([distance(query, X[s : s + chunk]) for s in range(0, len(X), chunk)])
 
     # --- exact through FAISS ------------------------------------------------------
+    def _metric(self, metric: str) -> tuple[Embedding, Distance]:
+        """Embedding and distance function of a metric, made once per searcher (QFD's need an eigendecomposition)."""
+        if metric not in self._metrics:
+            centers = self.codebook.centers
+            self._metrics[metric] = (embedding_for(metric, centers), distance_function(metric, centers))
+        return self._metrics[metric]
+
     def _through_index(self, query: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        embedding = embedding_for(metric, self.codebook.centers)
+        embedding, distance = self._metric(metric)
         index = self.vector_index(embedding)
         if index.size == 0:
             return np.empty(0, np.int64), np.empty(0)
-        distance = distance_function(metric, self.codebook.centers)
         embedded = embedding.transform(query)
         k = min(k, index.size)
-        wanted = max(_FIRST_CANDIDATES, 4 * k)
+        # A scan costs the same for 64 or 4096 candidates; large collections start wide so one scan usually proves it.
+        wanted = max(_FIRST_CANDIDATES, 4 * k, min(4096, index.size // 256))
         while True:
             if wanted * 4 > index.size:
                 # Proving the top k would take a quarter of the collection: one exact pass is cheaper.
@@ -268,24 +277,31 @@ class Searcher:
 
     # --- approximate through IVF -----------------------------------------------------
     def _approximate(self, query: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        embedding = embedding_for(metric, self.codebook.centers)
+        embedding, distance = self._metric(metric)
         index = self.vector_index(embedding, kind="ivf")
         if index.size == 0:
             return np.empty(0, np.int64), np.empty(0)
         index.set_nprobe(self.nprobe)
         _, found = index.search(embedding.transform(query), max(self.ann_candidates, 4 * k))
         ids = found[0][found[0] >= 0]
-        distance = distance_function(metric, self.codebook.centers)
         return ids, distance(query, self._stored(ids))
 
     def vector_index(self, embedding: Embedding, *, kind: str = "flat") -> VectorIndex:
         """The FAISS index of an embedding, kept in memory while it matches the store."""
         cached = self._indexes.get(f"{embedding.name}.{kind}")
-        if cached is not None and cached.stamp == current_stamp(self.store, self.codebook, embedding, kind=kind):
+        generation, count = self._snapshot()
+        if cached is not None and (cached.stamp.generation, cached.stamp.count) == (generation, count):
             return cached
         index = ensure_vector_index(self.store, self.codebook, embedding, kind=kind)
         self._indexes[f"{embedding.name}.{kind}"] = index
         return index
+
+    def _snapshot(self) -> tuple[int, int]:
+        """(generation, image count) of the store; counting (a scan) only when the generation moved."""
+        generation = self.store.generation()
+        if self._state is None or self._state[0] != generation:
+            self._state = (generation, self.store.count())
+        return self._state
 
     def _stored(self, ids: np.ndarray) -> np.ndarray:
         """Stored histograms of ``ids``: from memory when the whole index is loaded (or worth loading)."""
