@@ -41,7 +41,7 @@ from cbir.descriptor import Descriptor
 from cbir.distances import DEFAULT_METRIC, METRICS
 from cbir.errors import BadImageError, BadInputError, CbirError, StoreError
 from cbir.palette import palette_from_histogram
-from search.searcher import Result, Searcher
+from search.searcher import Searcher
 from search.thumbnails import DEFAULT_CACHE_BYTES, DEFAULT_THUMBNAIL_SIZE, Thumbnails
 
 DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
@@ -142,28 +142,35 @@ class _Service:
     def search(self, histogram: np.ndarray, *, kind: str, label: str, k: int, metric: str, started: float) -> dict[str, Any]:
         with self.lock:
             results = self.searcher.search_histogram(histogram, k=k, metric=metric)
+        stored = self._histograms([r.id for r in results])
         return {
             "query": {"kind": kind, "label": label, "palette": self.palette(histogram)},
             "metric": metric,
             "k": k,
             "milliseconds": round((time.perf_counter() - started) * 1000.0, 2),
-            "results": [entry for entry in map(self._result, results) if entry is not None],
+            "results": [
+                {
+                    "rank": result.rank,
+                    "id": result.id,
+                    "name": os.path.basename(result.path),
+                    "path": result.path,
+                    "distance": result.distance,
+                    "thumbnail": f"/api/images/{result.id}/thumbnail",
+                    "image": f"/api/images/{result.id}",
+                    "palette": self.palette(stored[result.id]),
+                }
+                for result in results
+                if result.id in stored  # else removed by an index run since the search
+            ],
         }
 
-    def _result(self, result: Result) -> dict[str, Any] | None:
-        row = self.searcher.store.image(result.id)
-        if row is None:  # removed by an index run since the search
-            return None
-        return {
-            "rank": result.rank,
-            "id": result.id,
-            "name": os.path.basename(result.path),
-            "path": result.path,
-            "distance": result.distance,
-            "thumbnail": f"/api/images/{result.id}/thumbnail",
-            "image": f"/api/images/{result.id}",
-            "palette": self.palette(np.frombuffer(row.histogram, dtype="<f4")),
-        }
+    def _histograms(self, ids: list[int]) -> dict[int, np.ndarray]:
+        store = self.searcher.store
+        try:
+            return dict(zip(ids, store.histograms(ids), strict=True))
+        except StoreError:  # a row went away since the search: fetch what is left one by one
+            rows = {image_id: store.image(image_id) for image_id in ids}
+            return {i: np.frombuffer(row.histogram, dtype="<f4") for i, row in rows.items() if row is not None}
 
     def row(self, image_id: str):  # type: ignore[no-untyped-def]
         """The store row of an id given in a URL, or 404. The id is only ever parsed as an integer."""
@@ -342,7 +349,8 @@ def create_app(
         started = time.perf_counter()
         colors = [(parse_hex(color.hex), color.weight) for color in query.colors]
         histogram = service.searcher.descriptor.of_colors(colors)
-        label = ", ".join(f"{to_hex(rgb)} {weight:g}" for rgb, weight in colors)
+        total = sum(weight for _, weight in colors)
+        label = ", ".join(f"{to_hex(rgb)} {100 * weight / total:.0f}%" for rgb, weight in colors)
         return service.search(histogram, kind="colors", label=label, k=k, metric=metric.value, started=started)
 
     @app.get("/api/images/{image_id}/similar", response_model=SearchResponse, summary="Search by an indexed image")

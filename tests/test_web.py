@@ -16,11 +16,11 @@ CHROMIUM = os.environ.get("CBIR_TEST_CHROMIUM", "/usr/bin/chromium")
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
 
-from cbir.store import Store  # noqa: E402
-from indexer import index_folder  # noqa: E402
-from search.http import create_app  # noqa: E402
-from tests.conftest import PALETTE  # noqa: E402
-from tests.test_http import make_folder, running_server  # noqa: E402
+from cbir.store import Store
+from indexer import index_folder
+from search.http import create_app
+from tests.conftest import PALETTE
+from tests.test_http import make_folder, running_server
 
 ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
