@@ -127,8 +127,9 @@ class _Service:
     searcher: Searcher
     upload_descriptor: Descriptor
     thumbnails: Thumbnails
-    # The Searcher caches matrices and FAISS indexes and rebuilds them when the store changes:
-    # one search at a time. Decoding uploads and reading rows happen outside the lock.
+    # The Searcher caches matrices and FAISS indexes and rebuilds (and saves) them when the store
+    # changes; two threads doing that at once would build twice and write the same temporary file.
+    # One search at a time; decoding uploads, reading rows and making palettes happen outside the lock.
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @property

@@ -425,6 +425,31 @@ def test_dot_dot_paths_get_404_on_the_wire(live, path):
     assert status == 404 and b"root:" not in body
 
 
+def test_parallel_requests_get_the_same_answers_as_one_at_a_time(live, client, indexed):
+    """uvicorn runs handlers in a thread pool; the shared Searcher must give every thread the right answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = ["red_green.png", "navy_white.png", "noisy/sand_noisy.jpg", "black_red.png"]
+    metrics = ["chi2", "qfd", "l1", "qfd-gauss", "hellinger"]
+    jobs = [(name, metric) for name in files for metric in metrics]
+    expected = {job: [(r["id"], r["distance"]) for r in upload(client, (indexed[0] / job[0]).read_bytes(), k=6,
+                                                                metric=job[1]).json()["results"]] for job in jobs}
+
+    def over_the_wire(job: tuple[str, str]) -> list[tuple[int, float]]:
+        data = (indexed[0] / job[0]).read_bytes()
+        boundary = "cbirtestboundary"
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n'
+                f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(f"{live}/api/search?k=6&metric={job[1]}", data=body, method="POST",
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return [(r["id"], r["distance"]) for r in json.loads(response.read())["results"]]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(over_the_wire, jobs * 3))
+    assert answers == [expected[job] for job in jobs * 3]
+
+
 # --- searches while an index run writes -----------------------------------------------
 def test_searches_are_served_while_an_index_run_writes(tmp_path):
     root = tmp_path / "photos"
