@@ -76,7 +76,7 @@ class Searcher:
         self.descriptor = Descriptor(codebook, layout=layout)
         self._indexes: dict[str, VectorIndex] = {}
         self._matrix: tuple[int, np.ndarray, np.ndarray] | None = None
-        self._state: tuple[int, int] | None = None
+        self._state: tuple[int, int] = (-1, 0)  # (generation, count) as last read from the store
         self._metrics: dict[str, tuple[Embedding, Distance]] = {}
         #: Approximate mode: IVF lists visited, and candidates re-ranked exactly.
         self.nprobe = 16
@@ -205,8 +205,9 @@ class Searcher:
 
     def _ranked(self, query: np.ndarray, k: int, metric: str, method: str) -> tuple[np.ndarray, np.ndarray]:
         """Ids and distances of the top ``k``, in rank order (distance, then id)."""
+        self._snapshot()  # one look at the store per search; the steps below use self._state
         if method == "auto":
-            method = "ann" if self._snapshot()[1] >= APPROX_MIN_SIZE else "exact"
+            method = "ann" if self._state[1] >= APPROX_MIN_SIZE else "exact"
         if method == "brute":
             ids, distances = self._brute(query, metric)
         elif method in ("exact", "index"):
@@ -228,16 +229,17 @@ class Searcher:
         ]
 
     # --- exact brute force --------------------------------------------------------
-    def histograms(self) -> tuple[np.ndarray, np.ndarray]:
+    def histograms(self, *, generation: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, histograms) of the whole index, cached until the store changes."""
-        generation = self.store.generation()
+        if generation is None:
+            generation = self._snapshot()[0]
         if self._matrix is None or self._matrix[0] != generation:
             ids, X = self.store.all_histograms()
             self._matrix = (generation, ids, X)
         return self._matrix[1], self._matrix[2]
 
     def _brute(self, query: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        ids, X = self.histograms()
+        ids, X = self.histograms(generation=self._state[0])
         if not len(ids):
             return ids, np.empty(0)
         distance = self._metric(metric)[1]
@@ -254,7 +256,7 @@ class Searcher:
 
     def _through_index(self, query: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
         embedding, distance = self._metric(metric)
-        index = self.vector_index(embedding)
+        index = self._current_index(embedding, "flat")
         if index.size == 0:
             return np.empty(0, np.int64), np.empty(0)
         embedded = embedding.transform(query)
@@ -278,7 +280,7 @@ class Searcher:
     # --- approximate through IVF -----------------------------------------------------
     def _approximate(self, query: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
         embedding, distance = self._metric(metric)
-        index = self.vector_index(embedding, kind="ivf")
+        index = self._current_index(embedding, "ivf")
         if index.size == 0:
             return np.empty(0, np.int64), np.empty(0)
         index.set_nprobe(self.nprobe)
@@ -288,9 +290,12 @@ class Searcher:
 
     def vector_index(self, embedding: Embedding, *, kind: str = "flat") -> VectorIndex:
         """The FAISS index of an embedding, kept in memory while it matches the store."""
+        self._snapshot()
+        return self._current_index(embedding, kind)
+
+    def _current_index(self, embedding: Embedding, kind: str) -> VectorIndex:
         cached = self._indexes.get(f"{embedding.name}.{kind}")
-        generation, count = self._snapshot()
-        if cached is not None and (cached.stamp.generation, cached.stamp.count) == (generation, count):
+        if cached is not None and (cached.stamp.generation, cached.stamp.count) == self._state:
             return cached
         index = ensure_vector_index(self.store, self.codebook, embedding, kind=kind)
         self._indexes[f"{embedding.name}.{kind}"] = index
@@ -299,13 +304,14 @@ class Searcher:
     def _snapshot(self) -> tuple[int, int]:
         """(generation, image count) of the store; counting (a scan) only when the generation moved."""
         generation = self.store.generation()
-        if self._state is None or self._state[0] != generation:
+        if self._state[0] != generation:
             self._state = (generation, self.store.count())
         return self._state
 
     def _stored(self, ids: np.ndarray) -> np.ndarray:
         """Stored histograms of ``ids``: from memory when the whole index is loaded (or worth loading)."""
-        if len(ids) > _LOAD_ALL_ABOVE or (self._matrix is not None and self._matrix[0] == self.store.generation()):
-            all_ids, X = self.histograms()
+        generation = self._state[0]
+        if len(ids) > _LOAD_ALL_ABOVE or (self._matrix is not None and self._matrix[0] == generation):
+            all_ids, X = self.histograms(generation=generation)
             return X[np.searchsorted(all_ids, ids)]
         return self.store.histograms(ids)
