@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from cbir.color import build_lut, rgb_to_lab
+from cbir.color import QuantizationTable, rgb_to_lab
 from cbir.errors import BadInputError
 
 MIN_COLORS = 16
@@ -38,7 +36,7 @@ class Codebook:
 
     centers: np.ndarray
     params: dict = field(default_factory=dict)
-    _lut: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _table: QuantizationTable | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.centers = np.ascontiguousarray(self.centers, dtype=np.float32)
@@ -55,46 +53,16 @@ class Codebook:
         """A short hash of the codewords: equal fingerprints, interchangeable histograms."""
         return hashlib.sha256(self.centers.tobytes()).hexdigest()[:16]
 
-    @property
-    def lut(self) -> np.ndarray:
-        """The exact 24-bit table (built on first use, about 3 s, then cached)."""
-        if self._lut is None:
-            self._lut = build_lut(self.centers)
-        return self._lut
+    def quantize(self, rgb: np.ndarray) -> np.ndarray:
+        """Code of every pixel of a uint8 RGB image (H, W, 3): its nearest codeword in Lab, shape (H, W).
 
-    def set_lut(self, lut: np.ndarray) -> None:
-        """Install a table built earlier for these centers (e.g. memory-mapped from disk)."""
-        if lut.shape != (1 << 24,):
-            raise BadInputError(f"a quantization table has shape (16777216,), got {lut.shape}")
-        self._lut = lut
-
-    def attach_lut(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """Use the table saved at ``path`` (memory-mapped), building and saving it there first if needed.
-
-        A table saved for other centers is never used: the file name should carry the fingerprint.
+        Goes through a 24-bit table filled as colors are met (see
+        :class:`cbir.color.QuantizationTable`), so the cost is one lookup per pixel
+        once the image's colors have been seen.
         """
-        path = Path(path)
-        if self._lut is None:
-            try:
-                lut = np.load(path, mmap_mode="r")
-                if lut.shape == (1 << 24,) and lut.dtype == (np.uint8 if self.n_colors <= 256 else np.uint16):
-                    self._lut = lut
-            except (OSError, ValueError):
-                pass
-        if self._lut is None:
-            lut = build_lut(self.centers)
-            tmp = path.with_name(path.name + f".tmp{os.getpid()}.npy")
-            try:
-                np.save(tmp, lut)
-                os.replace(tmp, path)
-            except OSError:
-                pass  # read-only location: keep it in memory only
-            self._lut = lut
-        return self._lut
-
-    def attach_cached_lut(self) -> np.ndarray:
-        """:meth:`attach_lut` at this codebook's place in the user cache (shared by every index using it)."""
-        return self.attach_lut(cache_dir() / f"lut-{self.fingerprint}.npy")
+        if self._table is None:
+            self._table = QuantizationTable(self.centers)
+        return self._table.quantize(rgb)
 
     def rgb_centers(self) -> np.ndarray:
         """Codewords as uint8 sRGB, shape (k, 3)."""
@@ -104,14 +72,6 @@ class Codebook:
 
     def params_json(self) -> str:
         return json.dumps(self.params, sort_keys=True)
-
-
-def cache_dir() -> Path:
-    """Where derived files shared between indexes live: ``$CBIR_CACHE``, else ``$XDG_CACHE_HOME/cbir``."""
-    base = os.environ.get("CBIR_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cbir"
-    path = Path(base)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def sample_pixels(rgb: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -132,8 +132,8 @@ def nearest_codewords(lab: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return np.asarray(index, dtype=np.int64)
 
 
-def _all_colors_lab(start: int, stop: int) -> np.ndarray:
-    packed = np.arange(start, stop, dtype=np.int64)
+def _packed_lab(packed: np.ndarray) -> np.ndarray:
+    packed = packed.astype(np.int64)
     xyz = _CHANNEL_XYZ[0][packed >> 16] + _CHANNEL_XYZ[1][(packed >> 8) & 255] + _CHANNEL_XYZ[2][packed & 255]
     return _xyz_to_lab(xyz)
 
@@ -159,7 +159,7 @@ def build_lut(centers: np.ndarray, *, chunk: int = 1 << 20) -> np.ndarray:
     tree = cKDTree(centers)
     for start in range(0, N_COLORS_24BIT, chunk):
         stop = min(start + chunk, N_COLORS_24BIT)
-        _, index = tree.query(_all_colors_lab(start, stop), k=1, workers=-1)
+        _, index = tree.query(_packed_lab(np.arange(start, stop)), k=1, workers=-1)
         lut[start:stop] = index
     return lut
 
@@ -176,3 +176,40 @@ def quantize(rgb: np.ndarray, lut: np.ndarray) -> np.ndarray:
     ndarray, shape (H, W), the table's dtype
     """
     return np.take(lut, pack_rgb(rgb))
+
+
+class QuantizationTable:
+    """The 24-bit table of :func:`build_lut`, filled lazily: each color is looked up once, when first seen.
+
+    An image needs only its own colors, so a query costs milliseconds instead of
+    the seconds a full table takes, and an indexing worker fills in what its share
+    of the collection uses. Entries are computed exactly as :func:`build_lut`
+    computes them.
+
+    Parameters
+    ----------
+    centers : ndarray, shape (k, 3)
+        Codewords in L*a*b*, 1 <= k <= 65535.
+    """
+
+    def __init__(self, centers: np.ndarray) -> None:
+        centers = np.asarray(centers, dtype=np.float64)
+        if centers.ndim != 2 or centers.shape[1] != 3 or not 1 <= len(centers) < 65535:
+            raise BadInputError(f"expected codewords of shape (k, 3), 1 <= k < 65535, got {centers.shape}")
+        # One value above the largest code marks "not looked up yet".
+        dtype = np.uint8 if len(centers) < 255 else np.uint16
+        self._missing = np.iinfo(dtype).max
+        self._table = np.full(N_COLORS_24BIT, self._missing, dtype=dtype)
+        self._tree = cKDTree(centers)
+
+    def quantize(self, rgb: np.ndarray) -> np.ndarray:
+        """Codes of a uint8 RGB image (H, W, 3), shape (H, W)."""
+        packed = pack_rgb(rgb)
+        codes = np.take(self._table, packed)
+        missing = codes == self._missing
+        if missing.any():
+            colors = np.unique(packed[missing])
+            _, index = self._tree.query(_packed_lab(colors), k=1)
+            self._table[colors] = index
+            codes[missing] = self._table[packed[missing]]
+        return codes

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cbir.codebook import Codebook
-from cbir.color import nearest_codewords, quantize, rgb_to_lab
+from cbir.color import nearest_codewords, rgb_to_lab
 from cbir.color_query import check_colors
 from cbir.errors import BadInputError
 from cbir.histogram import histogram, n_regions, parse_layout, region_weights
@@ -65,7 +65,7 @@ class Descriptor:
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.size == 0:
             raise BadInputError(f"expected a uint8 RGB image of shape (H, W, 3), got {rgb.dtype} {rgb.shape}")
-        return histogram(quantize(rgb, self.codebook.lut), self.codebook.n_colors, layout=self.layout)
+        return histogram(self.codebook.quantize(rgb), self.codebook.n_colors, layout=self.layout)
 
     def of_bytes(self, data: bytes, *, path: object = "<bytes>") -> Extracted:
         """Decode encoded image bytes and describe them.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cbir.codebook import Codebook
-from cbir.color import N_COLORS_24BIT, nearest_codewords, pack_rgb, quantize, rgb_to_lab
+from cbir.color import N_COLORS_24BIT, nearest_codewords, pack_rgb, rgb_to_lab
 from cbir.errors import BadInputError, StoreError
 from cbir.palette import DEFAULT_METHOD, Palette, check_k, check_rgb, extract_palette
 
@@ -134,12 +134,11 @@ def posterize_with_codebook(rgb: np.ndarray, codebook: Codebook) -> np.ndarray:
         If the image is not uint8 RGB.
     """
     rgb = check_rgb(rgb)
-    return codebook.rgb_centers()[quantize(rgb, codebook.lut)]
+    return codebook.rgb_centers()[codebook.quantize(rgb)]
 
 
 def index_codebook(store: Store) -> Codebook:
-    """The global codebook of an index, with its 24-bit table attached from the shared cache
-    (:meth:`Codebook.attach_cached_lut`; built and saved there if missing, about 3 s).
+    """The global codebook of an index (it quantizes through its lazily filled 24-bit table).
 
     Raises
     ------
@@ -149,6 +148,4 @@ def index_codebook(store: Store) -> Codebook:
     found = store.codebook()
     if found is None:
         raise StoreError(f"{store.display} has no codebook yet; run 'cbir index FOLDER --db {store.display}' first")
-    codebook = found[1]
-    codebook.attach_cached_lut()
-    return codebook
+    return found[1]

@@ -41,7 +41,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from cbir.codebook import Codebook, cache_dir
+from cbir.codebook import Codebook
 from cbir.errors import CodebookMismatchError, StoreError
 
 DEFAULT_DB = "cbir.db"
@@ -126,6 +126,14 @@ class Failure:
     size: int
     mtime: float
     reason: str
+
+
+def cache_dir() -> Path:
+    """Where derived files shared between indexes live: ``$CBIR_CACHE``, else ``$XDG_CACHE_HOME/cbir``."""
+    base = os.environ.get("CBIR_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cbir"
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _now() -> dt.datetime:

@@ -31,10 +31,9 @@ class Outcome:
     error: str | None = None
 
 
-def _init(centers: np.ndarray, lut_path: str, layout: str, max_side: int, max_pixels: int, known: frozenset[str]) -> None:
+def _init(centers: np.ndarray, layout: str, max_side: int, max_pixels: int, known: frozenset[str]) -> None:
     global _descriptor, _known_hashes
     codebook = Codebook(centers)
-    codebook.attach_lut(lut_path)
     _descriptor = Descriptor(codebook, layout=layout, max_side=max_side, max_pixels=max_pixels)
     _known_hashes = known
 
@@ -65,7 +64,6 @@ def extract_all(
     paths: Iterable[str],
     descriptor: Descriptor,
     *,
-    lut_path: str,
     workers: int,
     known_hashes: frozenset[str] = frozenset(),
 ) -> Iterator[Outcome]:
@@ -75,7 +73,7 @@ def extract_all(
     At most a few tasks per worker are in flight, so memory does not grow with the
     number of files.
     """
-    args = (descriptor.codebook.centers, lut_path, descriptor.layout, descriptor.max_side, descriptor.max_pixels, known_hashes)
+    args = (descriptor.codebook.centers, descriptor.layout, descriptor.max_side, descriptor.max_pixels, known_hashes)
     paths = list(paths)
     if workers <= 1 or len(paths) < 4 * workers:
         _init(*args)

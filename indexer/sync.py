@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cbir.codebook import DEFAULT_N_COLORS, MAX_SAMPLE_IMAGES, Codebook, cache_dir, learn_codebook
+from cbir.codebook import DEFAULT_N_COLORS, MAX_SAMPLE_IMAGES, Codebook, learn_codebook
 from cbir.descriptor import Descriptor
 from cbir.embedding import embedding_for
 from cbir.errors import BadImageError, BadInputError, CodebookMismatchError
@@ -168,8 +168,6 @@ def index_folder(
             store, files, n_colors=n_colors, layout=layout, seed=seed, max_side=max_side, max_pixels=max_pixels
         )
         report.codebook_note, report.n_colors, report.layout = note, codebook.n_colors, layout
-        lut_path = cache_dir() / f"lut-{codebook.fingerprint}.npy"
-        codebook.attach_lut(lut_path)
         descriptor = Descriptor(codebook, layout=layout, max_side=max_side, max_pixels=max_pixels)
 
         vanished = {state.content_hash: state for path, state in states.items() if path not in on_disk}
@@ -177,7 +175,7 @@ def index_folder(
         sizes = {f.path: f for f in todo}
         writer = _BatchWriter(store, codebook_id, descriptor, report, batch_size)
         outcomes = extract_all(
-            [f.path for f in todo], descriptor, lut_path=str(lut_path), workers=workers,
+            [f.path for f in todo], descriptor, workers=workers,
             known_hashes=frozenset(vanished) | frozenset(changed),
         )
         for done, outcome in enumerate(outcomes, 1):

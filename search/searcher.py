@@ -72,7 +72,6 @@ class Searcher:
             raise StoreError(f"{store.display} has no images indexed yet; run 'cbir index FOLDER' first")
         self.store = store
         _, codebook, layout = found
-        codebook.attach_cached_lut()
         self.descriptor = Descriptor(codebook, layout=layout)
         self._indexes: dict[str, VectorIndex] = {}
         self._matrix: tuple[int, np.ndarray, np.ndarray] | None = None

@@ -51,14 +51,12 @@ def test_no_images():
         learn_codebook([], n_colors=16)
 
 
-def test_lut_is_saved_and_reused(tmp_path):
+def test_codebook_quantizes_to_its_nearest_codewords():
     codebook, _ = learn_codebook(_corpus(), n_colors=16, seed=0)
-    path = tmp_path / "lut.npy"
-    lut = codebook.attach_lut(path)
-    again = Codebook(codebook.centers)
-    reused = again.attach_lut(path)
-    assert isinstance(reused, np.memmap)  # read from disk, not rebuilt
-    np.testing.assert_array_equal(reused, lut)
+    rgb = _corpus(seed=9)[0]
+    lab = rgb_to_lab(rgb.reshape(-1, 3))
+    expected = ((lab[:, None] - codebook.centers[None].astype(np.float64)) ** 2).sum(axis=2).argmin(axis=1)
+    np.testing.assert_array_equal(codebook.quantize(rgb).reshape(-1), expected)
 
 
 def test_bad_centers():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cbir.color import build_lut, lab_to_rgb, nearest_codewords, pack_rgb, quantize, rgb_to_lab
+from cbir.color import QuantizationTable, build_lut, lab_to_rgb, nearest_codewords, pack_rgb, quantize, rgb_to_lab
 from cbir.errors import BadInputError
 from cbir.images import load_image
 from tests.conftest import gradient, noisy, write_image
@@ -69,3 +69,19 @@ def test_lut_dtype_follows_codebook_size():
     assert build_lut(np.array([[50.0, 0, 0], [60.0, 10, 10]])).dtype == np.uint8
     with pytest.raises(BadInputError):
         build_lut(np.zeros((3, 2)))
+
+
+def test_lazily_filled_table_equals_the_full_table(tmp_path, centers, lut):
+    table = QuantizationTable(centers)
+    rng = np.random.default_rng(6)
+    for _ in range(3):  # later images reuse entries filled by earlier ones
+        rgb = rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(table.quantize(rgb), quantize(rgb, lut))
+    path = write_image(tmp_path / "n.jpg", noisy(gradient((0, 200, 40), (250, 250, 10), size=(50, 70)), 20, seed=7))
+    rgb = load_image(path)
+    np.testing.assert_array_equal(table.quantize(rgb), quantize(rgb, lut))
+
+
+def test_lazy_table_sizes():
+    assert QuantizationTable(np.zeros((254, 3))).quantize(np.zeros((1, 1, 3), np.uint8)).dtype == np.uint8
+    assert QuantizationTable(np.zeros((255, 3))).quantize(np.zeros((1, 1, 3), np.uint8)).dtype == np.uint16

@@ -45,7 +45,6 @@ def main() -> None:
     if not files:
         sys.exit(f"no images under {args.folder}")
     codebook, _ = learn_codebook((load_image(f, max_side=256) for f in files[::5]), seed=0)
-    codebook.attach_cached_lut()
     descriptor = Descriptor(codebook, layout=args.layout)
     for f in files:  # warm the page cache for both loops
         Path(f).read_bytes()
