@@ -6,6 +6,7 @@ makes). Smaller is more similar; ``d(x, x) == 0`` for every metric.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -97,6 +98,77 @@ def gaussian_similarity(centers: np.ndarray, *, sigma: float = 20.0) -> np.ndarr
     return np.exp(-((_pairwise_lab(centers) / sigma) ** 2))
 
 
+#: Lab scale (sigma) of the cross-bin smoothing of ``chi2-soft``, and its root-normalization exponent.
+SOFT_SIGMA = 3.0
+SOFT_POWER = 0.5
+
+
+def soft_similarity(centers: np.ndarray, *, sigma: float = SOFT_SIGMA) -> np.ndarray:
+    """Column-stochastic Gaussian spreading matrix S (k, k): bin j sends ``S[i, j]`` of its mass to bin i."""
+    spread = gaussian_similarity(centers, sigma=sigma)
+    return spread / spread.sum(axis=0, keepdims=True)
+
+
+def soften(X: np.ndarray, spread: np.ndarray, *, power: float = SOFT_POWER) -> np.ndarray:
+    """Smooth every k-bin block across similar colors, then root-normalize it (mass of each block kept).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d) or (d,)
+        Histograms whose length d is a multiple of k (one block per layout region).
+    spread : ndarray, shape (k, k)
+        From :func:`soft_similarity`.
+    power : float
+        Each block becomes ``v**power`` rescaled to the block's original mass
+        (0.5: square-root normalization, which damps dominant colors).
+
+    Returns
+    -------
+    ndarray, same shape as X, float64
+
+    Raises
+    ------
+    BadInputError
+        If d is not a multiple of k.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    k = spread.shape[0]
+    if X.shape[-1] % k:
+        raise BadInputError(f"histograms of length {X.shape[-1]} do not split into blocks of {k} colors")
+    blocks = X.reshape(-1, X.shape[-1] // k, k)
+    mass = blocks.sum(axis=2, keepdims=True)
+    smooth = np.maximum(blocks @ spread.T, 0.0) ** power
+    total = smooth.sum(axis=2, keepdims=True)
+    out = np.divide(smooth * mass, total, out=np.zeros_like(smooth), where=total > 0)
+    return out.reshape(X.shape)
+
+
+_SOFTENED: list[tuple[object, bytes, np.ndarray]] = []
+
+
+def _softened_rows(X: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """:func:`soften` of a stored matrix, remembered for the same array object (a search ranks many queries against it)."""
+    key = spread.tobytes()
+    for ref, spread_key, value in _SOFTENED:
+        if ref() is X and spread_key == key:
+            return value
+    value = soften(X, spread)
+    if X.ndim == 2 and len(X) > 256:
+        _SOFTENED[:] = [(weakref.ref(X), key, value)] + _SOFTENED[:1]
+    return value
+
+
+def chi2_soft(q: np.ndarray, X: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Chi-squared distance between softened histograms (see :func:`soften`): ``chi2(soften(q), soften(X))``.
+
+    Cross-bin smoothing makes a slightly shifted color (brightness, white balance,
+    JPEG) land in the same bins; the root normalization keeps one dominant color from
+    outweighing the rest.
+    """
+    q, rows = _prepare(q, X)
+    return chi2(soften(q, spread), _softened_rows(X, spread) if rows.shape == np.shape(X) else soften(rows, spread))
+
+
 #: Metrics that need only the two histograms.
 SIMPLE_METRICS: dict[str, Distance] = {
     "chi2": chi2,
@@ -106,7 +178,7 @@ SIMPLE_METRICS: dict[str, Distance] = {
     "hellinger": hellinger,
 }
 #: Every metric name the search path accepts.
-METRICS = ("chi2", "qfd", "qfd-gauss", "l1", "l2", "intersection", "hellinger")
+METRICS = ("chi2", "qfd", "qfd-gauss", "l1", "l2", "intersection", "hellinger", "chi2-soft")
 DEFAULT_METRIC = "chi2"
 
 
@@ -124,5 +196,8 @@ def distance_function(metric: str, centers: np.ndarray | None = None) -> Distanc
         return SIMPLE_METRICS[metric]
     if centers is None:
         raise BadInputError(f"metric {metric!r} needs the codebook centers")
+    if metric == "chi2-soft":
+        spread = soft_similarity(centers)
+        return lambda q, X: chi2_soft(q, X, spread)
     similarity = qbic_similarity(centers) if metric == "qfd" else gaussian_similarity(centers)
     return lambda q, X: qfd(q, X, similarity)

@@ -9,6 +9,8 @@ exceeds the k-th exact distance, which makes FAISS search exact, not approximate
   ``h = sum((sqrt x - sqrt y)^2)``: ``chi2 >= h/2``, ``l1 >= h``,
   ``intersection = l1/2 >= h/2`` and ``hellinger = sqrt(h/2)`` exactly.
 * l2: ``E = identity``, ``l2 = sqrt(h)``.
+* chi2-soft: ``E = sqrt(soften(x))`` (the Hellinger map of the softened histogram,
+  see :func:`cbir.distances.soften`); ``chi2-soft >= h/2`` as for chi2.
 * qfd: ``E = T`` with ``T^T T = P A P`` (P centres each region block): for
   histograms of equal mass ``(x-y)^T A (x-y) = ||T x - T y||^2``, so
   ``qfd = sqrt(h)``. T comes from the eigendecomposition of the centred A with
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cbir.distances import check_metric, gaussian_similarity, qbic_similarity
+from cbir.distances import SOFT_POWER, SOFT_SIGMA, check_metric, gaussian_similarity, qbic_similarity, soft_similarity, soften
 
 # FAISS computes h in float32; bounds are loosened by this much so rounding never prunes a true neighbour.
 _SLACK = 1e-5
@@ -67,6 +69,12 @@ class Embedding:
         return self.bound_fn(h) - _SLACK
 
 
+def _digest(matrix: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(matrix).tobytes()).hexdigest()[:8]
+
+
 def _blockwise(T: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     k = T.shape[0]
 
@@ -96,5 +104,13 @@ def embedding_for(metric: str, centers: np.ndarray) -> Embedding:
         return Embedding("sqrt", np.sqrt, lambda h: np.sqrt(0.5 * h))
     if metric == "l2":
         return Embedding("identity", lambda X: X, np.sqrt)
+    if metric == "chi2-soft":
+        spread = soft_similarity(centers)
+        # chi2(u, v) >= h/2 with h = ||sqrt u - sqrt v||^2 holds for any non-negative u, v.
+        return Embedding(
+            f"soft-s{SOFT_SIGMA:g}-p{SOFT_POWER:g}-{_digest(spread)}",
+            lambda X: np.sqrt(soften(X, spread)),
+            lambda h: 0.5 * h,
+        )
     similarity = qbic_similarity(centers) if metric == "qfd" else gaussian_similarity(centers)
     return Embedding(metric, _blockwise(quadratic_form_transform(similarity)), np.sqrt)
