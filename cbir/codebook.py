@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cbir.color import QuantizationTable, rgb_to_lab
+from cbir.color import QuantizationTable, pack_rgb, rgb_to_lab
 from cbir.errors import BadInputError
 
 MIN_COLORS = 16
 MAX_COLORS = 1024
 DEFAULT_N_COLORS = 128
 #: Pixels taken from each sampled image, and at most this many in all.
-PIXELS_PER_IMAGE = 2000
+PIXELS_PER_IMAGE = 1000
 MAX_SAMPLE_PIXELS = 400_000
 #: Images decoded to learn the codebook (a seeded random subset of larger corpora).
 MAX_SAMPLE_IMAGES = 400
@@ -53,6 +53,10 @@ class Codebook:
         """A short hash of the codewords: equal fingerprints, interchangeable histograms."""
         return hashlib.sha256(self.centers.tobytes()).hexdigest()[:16]
 
+    def use_table_buffer(self, buffer: object) -> None:
+        """Quantize through a table in ``buffer`` (shared memory prepared by :meth:`QuantizationTable.fresh_buffer`)."""
+        self._table = QuantizationTable(self.centers, buffer=buffer)
+
     def quantize(self, rgb: np.ndarray) -> np.ndarray:
         """Code of every pixel of a uint8 RGB image (H, W, 3): its nearest codeword in Lab, shape (H, W).
 
@@ -74,11 +78,16 @@ class Codebook:
         return json.dumps(self.params, sort_keys=True)
 
 
-def sample_pixels(rgb: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to ``n`` pixels drawn without replacement from an (H, W, 3) image, shape (m, 3)."""
+def sample_pixels(rgb: np.ndarray, n: int, *, seed: int, index: int) -> np.ndarray:
+    """Up to ``n`` pixels of an (H, W, 3) image, drawn without replacement, shape (m, 3).
+
+    The draw depends only on ``(seed, index)``, so images sampled in any order or
+    process give the same pixels.
+    """
     flat = rgb.reshape(-1, 3)
     if len(flat) <= n:
         return flat
+    rng = np.random.default_rng([seed, index])
     return flat[rng.choice(len(flat), size=n, replace=False)]
 
 
@@ -88,7 +97,6 @@ def learn_codebook(
     n_colors: int = DEFAULT_N_COLORS,
     seed: int = 0,
     pixels_per_image: int = PIXELS_PER_IMAGE,
-    max_pixels: int = MAX_SAMPLE_PIXELS,
 ) -> tuple[Codebook, str | None]:
     """Learn a codebook with MiniBatchKMeans over L*a*b* pixels sampled from ``images``.
 
@@ -100,6 +108,8 @@ def learn_codebook(
         Codebook size, 16..1024.
     seed : int
         Seeds pixel sampling and k-means; the same inputs and seed give the same codebook.
+    pixels_per_image : int
+        Pixels drawn from each image (at most :data:`MAX_SAMPLE_PIXELS` in all).
 
     Returns
     -------
@@ -112,26 +122,30 @@ def learn_codebook(
     BadInputError
         If ``n_colors`` is out of range or no pixels were given.
     """
+    samples = []
+    for index, rgb in enumerate(images):
+        if len(samples) * pixels_per_image >= MAX_SAMPLE_PIXELS:
+            break
+        samples.append(sample_pixels(rgb, pixels_per_image, seed=seed, index=index))
+    return codebook_from_pixels(samples, n_colors=n_colors, seed=seed, pixels_per_image=pixels_per_image)
+
+
+def codebook_from_pixels(
+    samples: Iterable[np.ndarray], *, n_colors: int = DEFAULT_N_COLORS, seed: int = 0, pixels_per_image: int = PIXELS_PER_IMAGE
+) -> tuple[Codebook, str | None]:
+    """Learn a codebook from pixel samples (m_i, 3) uint8 RGB; see :func:`learn_codebook`."""
     if not MIN_COLORS <= n_colors <= MAX_COLORS:
         raise BadInputError(f"--colors must be between {MIN_COLORS} and {MAX_COLORS}, got {n_colors}")
-    rng = np.random.default_rng(seed)
-    chunks = []
-    total = 0
-    for rgb in images:
-        if total >= max_pixels:
-            break
-        chunk = sample_pixels(rgb, min(pixels_per_image, max_pixels - total), rng)
-        chunks.append(chunk)
-        total += len(chunk)
-    if not chunks:
+    chunks = [np.asarray(chunk, dtype=np.uint8).reshape(-1, 3) for chunk in samples]
+    if not chunks or not sum(map(len, chunks)):
         raise BadInputError("no readable images to learn a color codebook from")
-    pixels = np.concatenate(chunks)
-    distinct, counts = np.unique(pixels, axis=0, return_counts=True)
+    packed, counts = np.unique(pack_rgb(np.concatenate(chunks)), return_counts=True)
+    distinct = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1).astype(np.uint8)
     note = None
     params = {
         "requested_colors": n_colors,
         "seed": seed,
-        "sample_pixels": int(len(pixels)),
+        "sample_pixels": int(counts.sum()),
         "pixels_per_image": pixels_per_image,
         "algorithm": "MiniBatchKMeans/Lab",
     }
@@ -142,16 +156,14 @@ def learn_codebook(
         )
         centers = rgb_to_lab(distinct)
     else:
-        from sklearn.cluster import MiniBatchKMeans  # imported here: worker processes never need it
+        # Imported here: worker processes never need scikit-learn.
+        from sklearn.cluster import MiniBatchKMeans
+        from threadpoolctl import threadpool_limits
 
-        kmeans = MiniBatchKMeans(
-            n_clusters=n_colors,
-            random_state=seed,
-            batch_size=4096,
-            n_init=3,
-            max_iter=200,
-        )
-        kmeans.fit(rgb_to_lab(distinct), sample_weight=counts.astype(np.float64))
+        kmeans = MiniBatchKMeans(n_clusters=n_colors, random_state=seed, batch_size=4096, n_init=1, max_iter=100)
+        # One thread: OpenMP workers spinning on a busy 2-core machine made this 10x slower, not faster.
+        with threadpool_limits(limits=1):
+            kmeans.fit(rgb_to_lab(distinct), sample_weight=counts.astype(np.float64))
         centers = kmeans.cluster_centers_
     # Canonical order (by L*, then a*, b*) so equal codebooks have equal fingerprints.
     order = np.lexsort((centers[:, 2], centers[:, 1], centers[:, 0]))

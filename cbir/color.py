@@ -189,18 +189,35 @@ class QuantizationTable:
     Parameters
     ----------
     centers : ndarray, shape (k, 3)
-        Codewords in L*a*b*, 1 <= k <= 65535.
+        Codewords in L*a*b*, 1 <= k < 65535.
+    buffer : writable buffer, optional
+        Memory for the table (e.g. shared between processes, prepared with
+        :meth:`fresh_buffer`); concurrent fillers only ever write the same values.
     """
 
-    def __init__(self, centers: np.ndarray) -> None:
+    def __init__(self, centers: np.ndarray, *, buffer: object | None = None) -> None:
         centers = np.asarray(centers, dtype=np.float64)
         if centers.ndim != 2 or centers.shape[1] != 3 or not 1 <= len(centers) < 65535:
             raise BadInputError(f"expected codewords of shape (k, 3), 1 <= k < 65535, got {centers.shape}")
-        # One value above the largest code marks "not looked up yet".
-        dtype = np.uint8 if len(centers) < 255 else np.uint16
+        dtype = self.dtype_for(len(centers))
+        # The largest value of the dtype marks "not looked up yet".
         self._missing = np.iinfo(dtype).max
-        self._table = np.full(N_COLORS_24BIT, self._missing, dtype=dtype)
+        if buffer is None:
+            self._table = np.full(N_COLORS_24BIT, self._missing, dtype=dtype)
+        else:  # shared with other processes, already filled with the marker by its owner
+            self._table = np.frombuffer(buffer, dtype=dtype, count=N_COLORS_24BIT)
         self._tree = cKDTree(centers)
+
+    @staticmethod
+    def dtype_for(n_colors: int) -> type[np.unsignedinteger]:
+        """Entry type of the table for a codebook size (one value is kept as the "unknown" marker)."""
+        return np.uint8 if n_colors < 255 else np.uint16
+
+    @classmethod
+    def fresh_buffer(cls, buffer: object, n_colors: int) -> None:
+        """Mark every entry of a (shared) buffer as not looked up, for a codebook of ``n_colors``."""
+        dtype = cls.dtype_for(n_colors)
+        np.frombuffer(buffer, dtype=dtype, count=N_COLORS_24BIT)[:] = np.iinfo(dtype).max
 
     def quantize(self, rgb: np.ndarray) -> np.ndarray:
         """Codes of a uint8 RGB image (H, W, 3), shape (H, W)."""

@@ -1,22 +1,36 @@
-"""Extraction in worker processes: file -> (hash, histogram) or the reason it failed."""
+"""Extraction in worker processes: file -> (hash, histogram) or the reason it failed.
+
+Workers are forked once per run and share one lazily filled 24-bit quantization
+table in anonymous shared memory, so every color is looked up about once per run
+whatever the number of workers, and the memory goes away with the processes, even
+after kill -9. The same pool decodes the codebook sample first. Tasks carry the
+descriptor settings (a codebook is 1.5 KB), so the pool exists before the codebook does.
+"""
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing
-from collections.abc import Iterable, Iterator
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from cbir.codebook import Codebook
+from cbir.codebook import Codebook, sample_pixels
+from cbir.color import N_COLORS_24BIT, QuantizationTable
 from cbir.descriptor import Descriptor, content_hash
 from cbir.errors import BadImageError
-from cbir.images import read_bytes
+from cbir.images import load_image, read_bytes
 
-_descriptor: Descriptor | None = None
+# Set in the parent before the workers are forked; inherited by them.
+_shared_table: mmap.mmap | None = None
 _known_hashes: frozenset[str] = frozenset()
+# Per process: the descriptor of the current settings.
+_descriptor: tuple[tuple, Descriptor] | None = None
+
+Settings = tuple[bytes, int, str, int, int]  # centers (float32 bytes), n_colors, layout, max_side, max_pixels
 
 
 @dataclass(frozen=True)
@@ -31,22 +45,30 @@ class Outcome:
     error: str | None = None
 
 
-def _init(centers: np.ndarray, layout: str, max_side: int, max_pixels: int, known: frozenset[str]) -> None:
-    global _descriptor, _known_hashes
-    codebook = Codebook(centers)
-    _descriptor = Descriptor(codebook, layout=layout, max_side=max_side, max_pixels=max_pixels)
-    _known_hashes = known
+def settings_of(descriptor: Descriptor) -> Settings:
+    """The picklable settings a worker needs to rebuild ``descriptor``."""
+    codebook = descriptor.codebook
+    return (codebook.centers.tobytes(), codebook.n_colors, descriptor.layout, descriptor.max_side, descriptor.max_pixels)
 
 
-def _extract(path: str) -> Outcome:
-    if _descriptor is None:
-        raise RuntimeError("worker not initialised")
+def _descriptor_for(settings: Settings) -> Descriptor:
+    global _descriptor
+    if _descriptor is None or _descriptor[0] != settings:
+        centers, n_colors, layout, max_side, max_pixels = settings
+        codebook = Codebook(np.frombuffer(centers, dtype=np.float32).reshape(n_colors, 3))
+        if _shared_table is not None:
+            codebook.use_table_buffer(_shared_table)
+        _descriptor = (settings, Descriptor(codebook, layout=layout, max_side=max_side, max_pixels=max_pixels))
+    return _descriptor[1]
+
+
+def _extract(settings: Settings, path: str) -> Outcome:
     try:
         data = read_bytes(path)
         digest = content_hash(data)
         if digest in _known_hashes:
             return Outcome(path, content_hash=digest)
-        found = _descriptor.of_bytes(data, path=path)
+        found = _descriptor_for(settings).of_bytes(data, path=path)
         return Outcome(path, digest, found.histogram, found.width, found.height)
     except BadImageError as exc:
         return Outcome(path, error=exc.reason)
@@ -56,38 +78,88 @@ def _extract(path: str) -> Outcome:
         return Outcome(path, error=f"unexpected decoder error ({type(exc).__name__}: {exc})")
 
 
-def _extract_many(paths: list[str]) -> list[Outcome]:
-    return [_extract(path) for path in paths]
+def _extract_many(settings: Settings, paths: list[str]) -> list[Outcome]:
+    return [_extract(settings, path) for path in paths]
 
 
-def extract_all(
-    paths: Iterable[str],
-    descriptor: Descriptor,
-    *,
-    workers: int,
-    known_hashes: frozenset[str] = frozenset(),
-) -> Iterator[Outcome]:
-    """Extract every path, in the given order, with ``workers`` processes (1: in this process).
+def _sample_many(job: tuple[list[tuple[int, str]], int, int, int, int]) -> list[np.ndarray | None]:
+    items, n, seed, max_side, max_pixels = job
+    out: list[np.ndarray | None] = []
+    for index, path in items:
+        try:
+            out.append(sample_pixels(load_image(path, max_side=max_side, max_pixels=max_pixels), n, seed=seed, index=index))
+        except BadImageError:
+            out.append(None)
+        except Exception:  # noqa: BLE001 - a hostile file is skipped here and reported by extraction
+            out.append(None)
+    return out
 
-    Files whose content hash is in ``known_hashes`` are hashed but not decoded.
-    At most a few tasks per worker are in flight, so memory does not grow with the
-    number of files.
+
+class _InProcess(Executor):
+    def submit(self, fn: Callable, /, *args, **kwargs) -> Future:  # type: ignore[override, type-arg]
+        future: Future = Future()  # type: ignore[type-arg]
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+class Extractor:
+    """A pool of extraction workers for one index run (use as a context manager).
+
+    Parameters
+    ----------
+    workers : int
+        Processes; 1 runs everything in this process.
+    known_hashes : frozenset of str
+        Content hashes whose files need no decoding (moved or touched files).
     """
-    args = (descriptor.codebook.centers, descriptor.layout, descriptor.max_side, descriptor.max_pixels, known_hashes)
-    paths = list(paths)
-    if workers <= 1 or len(paths) < 4 * workers:
-        _init(*args)
-        yield from map(_extract, paths)
-        return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    size = max(1, min(32, len(paths) // (workers * 4)))
-    tasks = (paths[start : start + size] for start in range(0, len(paths), size))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init, initargs=args) as pool:
-        pending: deque[Future[list[Outcome]]] = deque()
-        for task in tasks:
-            pending.append(pool.submit(_extract_many, task))
-            if len(pending) >= 4 * workers:
-                yield from pending.popleft().result()
+
+    def __init__(self, workers: int, *, known_hashes: frozenset[str] = frozenset()) -> None:
+        global _shared_table, _known_hashes, _descriptor
+        self.workers = workers
+        _known_hashes = known_hashes
+        _descriptor = None
+        fork = "fork" in multiprocessing.get_all_start_methods()
+        _shared_table = mmap.mmap(-1, N_COLORS_24BIT * 2) if fork or workers == 1 else None
+        self._table = _shared_table
+        if workers <= 1:
+            self._pool: Executor = _InProcess()
+        else:
+            # Fork: the workers inherit the shared table and the known hashes. Workers are
+            # forked at the first task, before this process has started any OpenMP threads.
+            context = multiprocessing.get_context("fork" if fork else "spawn")
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+    def __enter__(self) -> Extractor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _ordered(self, tasks: Iterable[tuple[Callable, tuple]]) -> Iterator:  # type: ignore[type-arg]
+        # At most a few tasks per worker in flight: memory does not grow with the number of files.
+        pending: deque[Future] = deque()  # type: ignore[type-arg]
+        for fn, args in tasks:
+            pending.append(self._pool.submit(fn, *args))
+            if len(pending) >= 4 * self.workers:
+                yield pending.popleft().result()
         while pending:
-            yield from pending.popleft().result()
+            yield pending.popleft().result()
+
+    def samples(self, paths: list[str], *, n: int, seed: int, max_side: int, max_pixels: int) -> Iterator[np.ndarray]:
+        """Pixel samples of ``paths`` for codebook learning, in order (unreadable files left out)."""
+        items = list(enumerate(paths))
+        size = max(1, min(16, len(items) // (self.workers * 4) or 1))
+        jobs = ((_sample_many, ((items[s : s + size], n, seed, max_side, max_pixels),)) for s in range(0, len(items), size))
+        for chunk in self._ordered(jobs):
+            yield from (pixels for pixels in chunk if pixels is not None)
+
+    def extract(self, paths: list[str], descriptor: Descriptor) -> Iterator[Outcome]:
+        """Extract every path, in the given order; files whose hash is known are hashed but not decoded."""
+        if self._table is not None:
+            QuantizationTable.fresh_buffer(self._table, descriptor.codebook.n_colors)
+            descriptor.codebook.use_table_buffer(self._table)
+        settings = settings_of(descriptor)
+        size = max(1, min(32, len(paths) // (self.workers * 4) or 1))
+        jobs = ((_extract_many, (settings, paths[s : s + size])) for s in range(0, len(paths), size))
+        for chunk in self._ordered(jobs):
+            yield from chunk

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cbir.codebook import DEFAULT_N_COLORS, MAX_SAMPLE_IMAGES, Codebook, learn_codebook
+from cbir.codebook import DEFAULT_N_COLORS, MAX_SAMPLE_IMAGES, PIXELS_PER_IMAGE, Codebook, codebook_from_pixels
 from cbir.descriptor import Descriptor
+from cbir.distances import DEFAULT_METRIC
 from cbir.embedding import embedding_for
 from cbir.errors import BadImageError, BadInputError, CodebookMismatchError
 from cbir.histogram import DEFAULT_LAYOUT, parse_layout
-from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS, load_image
+from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
 from cbir.store import Failure, FileState, ImageRecord, Store
 from cbir.vectors import ensure_vector_index
-from indexer.extract import Outcome, extract_all
+from indexer.extract import Extractor, Outcome
 from indexer.scan import FoundFile, scan
 
 #: Rows per transaction; also committed at least every COMMIT_SECONDS.
@@ -51,6 +52,8 @@ class IndexReport:
     codebook_note: str | None = None
     n_colors: int = 0
     layout: str = ""
+    #: Wall seconds per phase: scan, codebook, extract (with writing), finish (removals, vector index).
+    phases: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "failed"}
@@ -58,18 +61,9 @@ class IndexReport:
         return data
 
 
-def _sample_images(files: list[FoundFile], *, seed: int, max_side: int, max_pixels: int):  # type: ignore[no-untyped-def]
-    rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(len(files), size=min(MAX_SAMPLE_IMAGES, len(files)), replace=False))
-    for i in chosen:
-        try:
-            yield load_image(files[i].path, max_side=min(max_side, 256), max_pixels=max_pixels)
-        except BadImageError:
-            continue
-
-
 def _codebook(
-    store: Store, files: list[FoundFile], *, n_colors: int | None, layout: str | None, seed: int, max_side: int, max_pixels: int
+    store: Store, files: list[FoundFile], extractor: Extractor, *, n_colors: int | None, layout: str | None, seed: int,
+    max_side: int, max_pixels: int,
 ) -> tuple[int, Codebook, str, str | None]:
     existing = store.codebook()
     if existing is not None:
@@ -87,11 +81,14 @@ def _codebook(
         return codebook_id, codebook, stored_layout, None
     layout = layout or DEFAULT_LAYOUT
     parse_layout(layout)
-    codebook, note = learn_codebook(
-        _sample_images(files, seed=seed, max_side=max_side, max_pixels=max_pixels),
-        n_colors=n_colors or DEFAULT_N_COLORS,
-        seed=seed,
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(files), size=min(MAX_SAMPLE_IMAGES, len(files)), replace=False))
+    samples = extractor.samples(
+        [files[i].path for i in chosen], n=PIXELS_PER_IMAGE, seed=seed, max_side=min(max_side, 256), max_pixels=max_pixels
     )
+    codebook, note = codebook_from_pixels(samples, n_colors=n_colors or DEFAULT_N_COLORS, seed=seed)
+    # Histograms are only comparable when made at the same resolution: it belongs to the index.
+    codebook.params["max_side"] = max_side
     return store.save_codebook(codebook, layout), codebook, layout, note
 
 
@@ -144,6 +141,7 @@ def index_folder(
     if not root.is_dir():
         raise BadInputError(f"{folder}: not a folder")
     workers = max(1, workers or os.cpu_count() or 1)
+    clock = _PhaseClock()
     with store.writer_lock():
         files, problems = scan(root)
         report = IndexReport(scanned=len(files), failed=list(problems))
@@ -164,25 +162,26 @@ def index_folder(
 
         if not files and store.codebook() is None:
             raise BadInputError(f"{folder}: no image files found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
-        codebook_id, codebook, layout, note = _codebook(
-            store, files, n_colors=n_colors, layout=layout, seed=seed, max_side=max_side, max_pixels=max_pixels
-        )
-        report.codebook_note, report.n_colors, report.layout = note, codebook.n_colors, layout
-        descriptor = Descriptor(codebook, layout=layout, max_side=max_side, max_pixels=max_pixels)
-
+        clock.lap("scan")
         vanished = {state.content_hash: state for path, state in states.items() if path not in on_disk}
         changed = {states[f.path].content_hash for f in todo if f.path in states}
-        sizes = {f.path: f for f in todo}
-        writer = _BatchWriter(store, codebook_id, descriptor, report, batch_size)
-        outcomes = extract_all(
-            [f.path for f in todo], descriptor, workers=workers,
-            known_hashes=frozenset(vanished) | frozenset(changed),
-        )
-        for done, outcome in enumerate(outcomes, 1):
-            _apply(outcome, sizes[outcome.path], states.get(outcome.path), vanished, writer)
-            writer.maybe_flush()
-            if progress is not None:
-                progress(done, len(todo))
+        with Extractor(workers, known_hashes=frozenset(vanished) | frozenset(changed)) as extractor:
+            codebook_id, codebook, layout, note = _codebook(
+                store, files, extractor, n_colors=n_colors, layout=layout, seed=seed, max_side=max_side,
+                max_pixels=max_pixels,
+            )
+            report.codebook_note, report.n_colors, report.layout = note, codebook.n_colors, layout
+            clock.lap("codebook")
+            analysed_side = int(codebook.params.get("max_side", max_side))
+            descriptor = Descriptor(codebook, layout=layout, max_side=analysed_side, max_pixels=max_pixels)
+            sizes = {f.path: f for f in todo}
+            writer = _BatchWriter(store, codebook_id, descriptor, report, batch_size)
+            for done, outcome in enumerate(extractor.extract([f.path for f in todo], descriptor), 1):
+                _apply(outcome, sizes[outcome.path], states.get(outcome.path), vanished, writer)
+                writer.maybe_flush()
+                if progress is not None:
+                    progress(done, len(todo))
+        clock.lap("extract")
         writer.removed.extend(state.id for state in vanished.values())
         report.removed += len(vanished)
         writer.flush()
@@ -190,7 +189,9 @@ def index_folder(
         if gone_failures:
             store.remove_failures(gone_failures)
     # The derived index for the default metric, so the first search need not build it.
-    ensure_vector_index(store, codebook, embedding_for("chi2", codebook.centers))
+    ensure_vector_index(store, codebook, embedding_for(DEFAULT_METRIC, codebook.centers))
+    clock.lap("finish")
+    report.phases = clock.laps
     report.seconds = time.perf_counter() - started
     return report
 
@@ -239,6 +240,17 @@ def _redo(path: str, descriptor: Descriptor) -> Outcome:
     except BadImageError as exc:
         return Outcome(path, error=exc.reason)
     return Outcome(path, found.content_hash, found.histogram, found.width, found.height)
+
+
+class _PhaseClock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
 
 
 class _BatchWriter:

@@ -24,6 +24,7 @@ from cbir.descriptor import Descriptor
 from cbir.distances import DEFAULT_METRIC, Distance, check_metric, distance_function
 from cbir.embedding import Embedding, embedding_for
 from cbir.errors import BadInputError, CodebookMismatchError, StoreError
+from cbir.images import DEFAULT_MAX_SIDE
 from cbir.store import Store
 from cbir.vectors import VectorIndex, ensure_vector_index
 
@@ -72,7 +73,8 @@ class Searcher:
             raise StoreError(f"{store.display} has no images indexed yet; run 'cbir index FOLDER' first")
         self.store = store
         _, codebook, layout = found
-        self.descriptor = Descriptor(codebook, layout=layout)
+        # Queries are analysed at the resolution the index was made with.
+        self.descriptor = Descriptor(codebook, layout=layout, max_side=int(codebook.params.get("max_side", DEFAULT_MAX_SIDE)))
         self._indexes: dict[str, VectorIndex] = {}
         self._matrix: tuple[int, np.ndarray, np.ndarray] | None = None
         self._state: tuple[int, int] = (-1, 0)  # (generation, count) as last read from the store
