@@ -143,18 +143,28 @@ def soften(X: np.ndarray, spread: np.ndarray, *, power: float = SOFT_POWER) -> n
     return out.reshape(X.shape)
 
 
-_SOFTENED: list[tuple[object, bytes, np.ndarray]] = []
+_SOFTENED: list[tuple[object, tuple, np.ndarray]] = []
 
 
 def _softened_rows(X: np.ndarray, spread: np.ndarray) -> np.ndarray:
-    """:func:`soften` of a stored matrix, remembered for the same array object (a search ranks many queries against it)."""
-    key = spread.tobytes()
-    for ref, spread_key, value in _SOFTENED:
-        if ref() is X and spread_key == key:
+    """:func:`soften` of a stored matrix, remembered while the same memory is passed again.
+
+    A search ranks many queries against the same (read-only) matrix of stored
+    histograms, often as fresh slices of it: the key is the memory the rows live
+    in (owner object, address, shape, strides) plus the spreading matrix.
+    """
+    X = np.asarray(X)
+    owner = X.base if X.base is not None else X
+    key = (X.__array_interface__["data"][0], X.shape, X.strides, X.dtype.str, spread.tobytes())
+    for ref, cached_key, value in _SOFTENED:
+        if ref() is owner and cached_key == key:
             return value
     value = soften(X, spread)
     if X.ndim == 2 and len(X) > 256:
-        _SOFTENED[:] = [(weakref.ref(X), key, value)] + _SOFTENED[:1]
+        try:
+            _SOFTENED[:] = [(weakref.ref(owner), key, value)] + _SOFTENED[:1]
+        except TypeError:  # an owner that takes no weak reference: not cached
+            pass
     return value
 
 
@@ -166,7 +176,14 @@ def chi2_soft(q: np.ndarray, X: np.ndarray, spread: np.ndarray) -> np.ndarray:
     outweighing the rest.
     """
     q, rows = _prepare(q, X)
-    return chi2(soften(q, spread), _softened_rows(X, spread) if rows.shape == np.shape(X) else soften(rows, spread))
+    soft_q = soften(q, spread)
+    soft_rows = _softened_rows(X, spread) if rows.shape == np.shape(X) else soften(rows, spread)
+    # chi2 with fewer temporaries than chi2() (it runs against the whole collection per query).
+    terms = soft_rows - soft_q
+    np.square(terms, out=terms)
+    total = soft_rows + soft_q
+    np.divide(terms, total, out=terms, where=total > 0)  # where both are 0 the term stays (0 - 0)**2 = 0
+    return 0.5 * terms.sum(axis=1)
 
 
 #: Metrics that need only the two histograms.
@@ -179,7 +196,8 @@ SIMPLE_METRICS: dict[str, Distance] = {
 }
 #: Every metric name the search path accepts.
 METRICS = ("chi2", "qfd", "qfd-gauss", "l1", "l2", "intersection", "hellinger", "chi2-soft")
-DEFAULT_METRIC = "chi2"
+#: Measured on Wang and on a near-duplicate set (README, "Retrieval accuracy").
+DEFAULT_METRIC = "chi2-soft"
 
 
 def check_metric(metric: str) -> str:

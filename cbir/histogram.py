@@ -25,7 +25,9 @@ import numpy as np
 from cbir.errors import BadInputError
 
 COMPONENTS = {"global": 1, "grid2": 4, "grid3": 9, "center": 5, "bic": 2}
-DEFAULT_LAYOUT = "global"
+#: Measured on Wang and on a near-duplicate set (README, "Retrieval accuracy"): border/interior
+#: histograms plus a 3x3 grid beat a global histogram on both.
+DEFAULT_LAYOUT = "bic+grid3"
 
 
 def parse_layout(layout: str) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from cbir.descriptor import Descriptor
 from cbir.errors import BadInputError
 from cbir.histogram import region_weights
 from cbir.store import Store
+from cbir.distances import DEFAULT_METRIC
 from indexer import index_folder
 from search import Searcher
 from tests.conftest import PALETTE, noisy, solid, two_tone, write_image
@@ -159,7 +160,7 @@ def test_cli_search_by_colors_prints_json(indexed):
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["query"] == "colors:#e0c080:0.7,#0a0a0a:0.3"
-    assert document["metric"] == "chi2" and len(document["results"]) == 2
+    assert document["metric"] == DEFAULT_METRIC and len(document["results"]) == 2
     assert document["results"][0]["path"].endswith("sand_black.png") and document["results"][0]["rank"] == 1
 
 

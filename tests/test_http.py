@@ -26,6 +26,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from cbir.store import Store
+from cbir.distances import DEFAULT_METRIC
+from cbir.histogram import DEFAULT_LAYOUT
 from indexer import index_folder
 from search import Searcher
 from search.http import create_app
@@ -140,8 +142,8 @@ def test_openapi_schema_lists_the_api(client):
 def test_info_reports_the_index(client, ids):
     info = client.get("/api/info").json()
     assert info["images"] == len(ids) == 27
-    assert info["codebook_size"] <= 16 and info["layout"] == "global"
-    assert "qfd" in info["metrics"] and info["default_metric"] == "chi2"
+    assert info["codebook_size"] <= 16 and info["layout"] == DEFAULT_LAYOUT
+    assert "qfd" in info["metrics"] and info["default_metric"] == DEFAULT_METRIC
     assert info["max_upload_bytes"] == LIMIT and info["max_colors"] == 5
 
 

@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 
 from cbir.errors import BadInputError, CodebookMismatchError
 from cbir.store import Store
+from cbir.histogram import DEFAULT_LAYOUT
 from indexer import index_folder
 from indexer.scan import scan
 from search import Searcher
@@ -102,7 +104,7 @@ def test_config_mismatch_and_bad_folder(color_folder, tmp_path):
         index_folder(color_folder, store, n_colors=16, workers=1)
         with pytest.raises(CodebookMismatchError, match="16 colors, not 32"):
             index_folder(color_folder, store, n_colors=32)
-        with pytest.raises(CodebookMismatchError, match="'global' layout, not 'grid2'"):
+        with pytest.raises(CodebookMismatchError, match=re.escape(f"'{DEFAULT_LAYOUT}' layout, not 'grid2'")):
             index_folder(color_folder, store, layout="grid2")
         with pytest.raises(BadInputError, match="not a folder"):
             index_folder(tmp_path / "missing", store)

@@ -5,6 +5,8 @@ from cbir.codebook import Codebook
 from cbir.distances import METRICS
 from cbir.errors import BadImageError, BadInputError, CodebookMismatchError, StoreError
 from cbir.store import ImageRecord, Store
+from cbir.distances import DEFAULT_METRIC
+from cbir.embedding import embedding_for
 from indexer import index_folder
 from search import Searcher
 from tests.conftest import PALETTE, solid, two_tone, write_image
@@ -154,4 +156,4 @@ def test_approximate_mode_reranks_exactly_and_finds_most_neighbours(tmp_path):
             assert all(brute[r.id] == r.distance for r in approx)  # distances are exact, only recall may drop
             hits += len({r.id for r in approx} & {r.id for r in exact})
         assert hits / 200 >= 0.9
-        assert store.derived_path("sqrt.ivf.faiss").exists()
+        assert store.derived_path(f"{embedding_for(DEFAULT_METRIC, searcher.codebook.centers).name}.ivf.faiss").exists()

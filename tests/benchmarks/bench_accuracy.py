@@ -1,0 +1,244 @@
+"""Retrieval accuracy of descriptor configurations on Wang and on a near-duplicate set: the tuning table.
+
+Run by hand (about 10-20 minutes on two cores)::
+
+    pip install scikit-image            # only for the second set's source images
+    python tests/benchmarks/bench_accuracy.py [--wang DIR] [--work DIR] [--quick]
+
+The second set is built with ``cbir make-benchmark`` (every image a query) from the
+sample images that ship inside scikit-image (``skimage/data``: each image whole and
+its four quadrants, 130 sources, 6 edited copies each: 910 images), so it shares no
+image with Wang and rewards other things: near-duplicates under crops, rescaling,
+JPEG, brightness/contrast and hue shifts, flips, rotations and blur, half of them
+grayscale. With ``--wang-dup`` a third set is the generator applied to 200 Wang images.
+
+For every (codebook size, analysis resolution) the images are decoded and quantized
+once, with the codebook a real ``cbir index`` run learns (one database per size and resolution); layouts, metrics
+and query expansion are then evaluated on those code maps with the library's own
+functions (``cbir.histogram.histogram``, ``cbir.distances.distance_function``,
+``cbir.evaluation``), leave-one-out, ties broken by path order as the index does.
+The peers are measured with ``cbir.peers``. The final default is confirmed through
+the real command: ``cbir evaluate DIR --protocol wang``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from cbir.benchmarks import load_benchmark  # noqa: E402
+from cbir.distances import distance_function  # noqa: E402
+from cbir.evaluation import Item, evaluate  # noqa: E402
+from cbir.histogram import histogram  # noqa: E402
+from cbir.images import load_image  # noqa: E402
+from cbir.peers import PeerIndex, peer  # noqa: E402
+from cbir.transforms import GROUND_TRUTH, make_benchmark  # noqa: E402
+from cbir.store import Store  # noqa: E402
+from indexer import index_folder  # noqa: E402
+from indexer.scan import scan  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Config:
+    """One row of the table."""
+
+    label: str
+    n_colors: int
+    max_side: int
+    layout: str
+    metric: str
+    expand: tuple[int, int] = (0, 0)  # (query weight, results averaged in); (0, 0): none
+
+
+LITERAL = Config("design card taken literally", 128, 512, "global", "chi2")
+DEFAULT = Config("**new default**", 128, 192, "bic+grid3", "chi2-soft")
+ROWS = [
+    LITERAL,
+    Config("... analysed at 192 px", 128, 192, "global", "chi2"),
+    Config("hellinger", 128, 192, "global", "hellinger"),
+    Config("qfd (QBIC)", 128, 192, "global", "qfd"),
+    Config("qfd-gauss", 128, 192, "global", "qfd-gauss"),
+    Config("64 colors", 64, 192, "global", "chi2"),
+    Config("256 colors", 256, 192, "global", "chi2"),
+    Config("layout global+grid3", 128, 192, "global+grid3", "chi2"),
+    Config("layout global+center", 128, 192, "global+center", "chi2"),
+    Config("layout bic", 128, 192, "bic", "chi2"),
+    Config("layout bic+grid3", 128, 192, "bic+grid3", "chi2"),
+    Config("chi2-soft (smoothed + square root)", 128, 192, "global", "chi2-soft"),
+    DEFAULT,
+    Config("default at 256 px", 128, 256, "bic+grid3", "chi2-soft"),
+    Config("default with 256 colors", 256, 192, "bic+grid3", "chi2-soft"),
+    Config("default + query expansion (query x2 + 2 results)", 128, 192, "bic+grid3", "chi2-soft", (1, 3)),
+    Config("default + query expansion (query + 5 results)", 128, 192, "bic+grid3", "chi2-soft", (1, 5)),
+    Config("256 colors, 256 px, bic+grid3, chi2-soft + QE", 256, 256, "bic+grid3", "chi2-soft", (1, 3)),
+]
+QUICK = [LITERAL, DEFAULT]
+
+
+@dataclass
+class Dataset:
+    name: str
+    root: Path
+    items: list[Item]
+    paths: list[str]
+    files: list  # indexer.scan.FoundFile, in id order
+
+
+def _dataset(name: str, folder: Path, protocol: str) -> Dataset:
+    benchmark = load_benchmark(folder, protocol)
+    files, _ = scan(folder)
+    paths = [f.path for f in files]
+    known = {item.path for item in benchmark.items}
+    if set(paths) != known:
+        raise SystemExit(f"{folder}: scan and benchmark disagree on the images")
+    return Dataset(name, Path(benchmark.root), benchmark.items, paths, files)
+
+
+def _second_set(work: Path) -> Path:
+    """Near-duplicates of scikit-image's sample images (made once, kept under ``work``)."""
+    out = work / "skimage-dup"
+    if (out / GROUND_TRUTH).exists():
+        return out
+    try:
+        import skimage.data
+    except ImportError:
+        raise SystemExit("the second set needs scikit-image's sample images: pip install scikit-image") from None
+    import cv2
+
+    source = work / "skimage-src"
+    source.mkdir(parents=True, exist_ok=True)
+    data = Path(skimage.data.__file__).parent
+    for file in sorted(data.iterdir()):
+        try:
+            rgb = load_image(file, max_side=1024)
+        except Exception:
+            continue  # not an image (or a format Pillow cannot read)
+        h, w = rgb.shape[:2]
+        if min(h, w) < 96:
+            continue
+        pieces = {"full": rgb} | {f"q{i}": rgb[(i // 2) * h // 2 : (i // 2 + 1) * h // 2, (i % 2) * w // 2 : (i % 2 + 1) * w // 2] for i in range(4)}
+        for tag, piece in pieces.items():
+            cv2.imwrite(str(source / f"{file.stem}_{tag}.png"), cv2.cvtColor(np.ascontiguousarray(piece), cv2.COLOR_RGB2BGR))
+    make_benchmark(source, out, copies=6, seed=0, all_queries=True)
+    return out
+
+
+def _wang_dup(work: Path, wang: Path) -> Path:
+    out = work / "wang-dup"
+    if (out / GROUND_TRUTH).exists():
+        return out
+    source = work / "wang-200"
+    source.mkdir(parents=True, exist_ok=True)
+    for n in range(0, 1000, 5):
+        target = source / f"{n}.jpg"
+        if not target.exists():
+            os.symlink(wang / f"{n}.jpg", target)
+    make_benchmark(source, out, copies=4, seed=0, all_queries=True)
+    return out
+
+
+_codes_cache: dict[tuple[str, int, int], tuple[np.ndarray, list[np.ndarray]]] = {}
+
+
+def _codes(data: Dataset, n_colors: int, max_side: int, work: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Codebook centers and code maps: the codebook is learned by a real ``cbir index`` run (its own database)."""
+    key = (data.name, n_colors, max_side)
+    if key not in _codes_cache:
+        db = work / f"{data.name}-k{n_colors}-s{max_side}.db"
+        with Store(db, create=True) as store:
+            index_folder(data.root, store, n_colors=n_colors, layout="global", max_side=max_side, workers=1)
+            found = store.codebook()
+        if found is None:
+            raise SystemExit(f"indexing {data.root} learned no codebook")
+        codebook = found[1]
+        codes = [codebook.quantize(load_image(p, max_side=max_side)) for p in data.paths]
+        _codes_cache[key] = (codebook.centers, codes)
+    return _codes_cache[key]
+
+
+def _measure(data: Dataset, config: Config, work: Path) -> tuple[float, float]:
+    centers, codes = _codes(data, config.n_colors, config.max_side, work)
+    X = np.stack([histogram(c, config.n_colors, layout=config.layout) for c in codes])
+    distance = distance_function(config.metric, centers)
+    row = {p: i for i, p in enumerate(data.paths)}
+    order_key = np.arange(len(X))
+    weight, m = config.expand
+
+    def rank(query: np.ndarray) -> np.ndarray:
+        return np.lexsort((order_key, distance(query, X)))
+
+    def ranker(batch: list[str]) -> list[list[str]]:
+        out = []
+        for path in batch:
+            query = X[row[path]]
+            order = rank(query)
+            if m:
+                query = (weight * query + X[order[:m]].sum(axis=0)) / (weight + m)
+                order = rank(query)
+            out.append([data.paths[i] for i in order])
+        return out
+
+    report = evaluate(data.items, ranker, protocol=data.name, metric=config.metric)
+    return report.mean_ap, report.precision_at(10)
+
+
+def _measure_peer(data: Dataset, name: str) -> tuple[float, float]:
+    index = PeerIndex.build(peer(name), data.paths)
+    report = evaluate(data.items, index.rank_paths, protocol=data.name, metric=peer(name).metric)
+    return report.mean_ap, report.precision_at(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--wang", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "datasets" / "wang")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/cbir-bench-accuracy"))
+    parser.add_argument("--wang-dup", action="store_true", help="Also measure the generator applied to 200 Wang images.")
+    parser.add_argument("--quick", action="store_true", help="Only the literal card, the default and QE.")
+    parser.add_argument("--no-peers", action="store_true")
+    args = parser.parse_args()
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    second = _second_set(args.work)
+    sets = [
+        _dataset("wang", args.wang, "wang"),
+        _dataset("skimage-dup", second, f"csv:{second / GROUND_TRUTH}"),
+    ]
+    if args.wang_dup:
+        dup = _wang_dup(args.work, args.wang)
+        sets.append(_dataset("wang-dup", dup, f"csv:{dup / GROUND_TRUTH}"))
+    print(f"sets: {', '.join(f'{d.name} ({len(d.paths)} images)' for d in sets)}", file=sys.stderr)
+
+    header = "| configuration | colors | px | layout | metric | " + " | ".join(f"{d.name} mAP | P@10" for d in sets) + " |"
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    if not args.no_peers:
+        for name in ("rgb-grid3", "hsv-regions"):
+            cells = []
+            for data in sets:
+                mean_ap, p10 = _measure_peer(data, name)
+                cells.append(f"{mean_ap:.4f} | {p10:.4f}")
+            print(f"| peer: {peer(name).summary} | - | 512 | - | {peer(name).metric} | " + " | ".join(cells) + " |", flush=True)
+    for config in QUICK if args.quick else ROWS:
+        started = time.perf_counter()
+        cells = []
+        for data in sets:
+            mean_ap, p10 = _measure(data, config, args.work)
+            cells.append(f"{mean_ap:.4f} | {p10:.4f}")
+        metric = config.metric + (f" + QE({config.expand[0]}+{config.expand[1]})" if config.expand[1] else "")
+        print(
+            f"| {config.label} | {config.n_colors} | {config.max_side} | {config.layout} | {metric} | " + " | ".join(cells) + " |",
+            flush=True,
+        )
+        print(f"  ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
