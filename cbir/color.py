@@ -115,8 +115,34 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     return packed
 
 
+class NearestCodeword:
+    """Nearest-codeword search in Lab for a fixed codebook (the one rule every table entry follows).
+
+    Small codebooks use a dense distance matrix (one matrix product, fastest for
+    k <= 256); larger ones a k-d tree. Both are exact in float64.
+    """
+
+    def __init__(self, centers: np.ndarray) -> None:
+        self.centers = np.asarray(centers, dtype=np.float64)
+        self._dense = len(self.centers) <= 256
+        self._squared = (self.centers**2).sum(axis=1)
+        self._tree = None if self._dense else cKDTree(self.centers)
+
+    def __call__(self, lab: np.ndarray) -> np.ndarray:
+        """Index of the nearest center for every color (n, 3), shape (n,), int64."""
+        lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
+        if self._tree is not None:
+            return np.asarray(self._tree.query(lab, k=1)[1], dtype=np.int64)
+        out = np.empty(len(lab), dtype=np.int64)
+        for start in range(0, len(lab), 8192):  # bounded temporary: 8192 x k distances
+            part = lab[start : start + 8192]
+            # |x - c|^2 - |x|^2: the argmin is the same, and float64 keeps it exact for Lab's range.
+            out[start : start + 8192] = (self._squared[None, :] - 2.0 * (part @ self.centers.T)).argmin(axis=1)
+        return out
+
+
 def nearest_codewords(lab: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """Index of the nearest center (Euclidean in Lab) for every color, ties to the lowest index.
+    """Index of the nearest center (Euclidean in Lab) for every color.
 
     Parameters
     ----------
@@ -127,9 +153,7 @@ def nearest_codewords(lab: np.ndarray, centers: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (n,), int64
     """
-    tree = cKDTree(np.asarray(centers, dtype=np.float64))
-    _, index = tree.query(np.asarray(lab, dtype=np.float64), k=1, workers=-1)
-    return np.asarray(index, dtype=np.int64)
+    return NearestCodeword(centers)(lab)
 
 
 def _packed_lab(packed: np.ndarray) -> np.ndarray:
@@ -156,11 +180,10 @@ def build_lut(centers: np.ndarray, *, chunk: int = 1 << 20) -> np.ndarray:
         raise BadInputError(f"expected codewords of shape (k, 3), 1 <= k <= 65536, got {centers.shape}")
     dtype = np.uint8 if len(centers) <= 256 else np.uint16
     lut = np.empty(N_COLORS_24BIT, dtype=dtype)
-    tree = cKDTree(centers)
+    nearest = NearestCodeword(centers)
     for start in range(0, N_COLORS_24BIT, chunk):
         stop = min(start + chunk, N_COLORS_24BIT)
-        _, index = tree.query(_packed_lab(np.arange(start, stop)), k=1, workers=-1)
-        lut[start:stop] = index
+        lut[start:stop] = nearest(_packed_lab(np.arange(start, stop)))
     return lut
 
 
@@ -206,7 +229,7 @@ class QuantizationTable:
             self._table = np.full(N_COLORS_24BIT, self._missing, dtype=dtype)
         else:  # shared with other processes, already filled with the marker by its owner
             self._table = np.frombuffer(buffer, dtype=dtype, count=N_COLORS_24BIT)
-        self._tree = cKDTree(centers)
+        self._nearest = NearestCodeword(centers)
 
     @staticmethod
     def dtype_for(n_colors: int) -> type[np.unsignedinteger]:
@@ -226,7 +249,6 @@ class QuantizationTable:
         missing = codes == self._missing
         if missing.any():
             colors = np.unique(packed[missing])
-            _, index = self._tree.query(_packed_lab(colors), k=1)
-            self._table[colors] = index
+            self._table[colors] = self._nearest(_packed_lab(colors))
             codes[missing] = self._table[packed[missing]]
         return codes

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from cbir.codebook import Codebook, sample_pixels
@@ -58,6 +59,8 @@ def _descriptor_for(settings: Settings) -> Descriptor:
         codebook = Codebook(np.frombuffer(centers, dtype=np.float32).reshape(n_colors, 3))
         if _shared_table is not None:
             codebook.use_table_buffer(_shared_table)
+        # Parallelism comes from the processes: threads inside each one only oversubscribe the cores.
+        cv2.setNumThreads(1)
         _descriptor = (settings, Descriptor(codebook, layout=layout, max_side=max_side, max_pixels=max_pixels))
     return _descriptor[1]
 
