@@ -148,12 +148,40 @@ def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT)
     return stacked.reshape(-1).astype(np.float32)
 
 
-def dominant_colors(hist: np.ndarray, n_colors: int, *, top: int = 8) -> list[tuple[int, float]]:
+def global_distribution(hist: np.ndarray, n_colors: int, *, layout: str | None = None) -> np.ndarray:
+    """The image's overall color distribution recovered from a (spatial) histogram, shape (n_colors,), sums to 1.
+
+    Without ``layout`` every block is summed. With it, only blocks that split the image
+    by place into equal areas are used -- the ``global`` block, else the cells of a
+    grid -- because blocks of pixel classes (``bic``: interior and border pixels,
+    each normalized on its own) do not weigh colors by their share of the image.
+
+    Raises
+    ------
+    BadInputError
+        If the layout is unknown or does not fit the histogram's length.
+    """
+    blocks = np.asarray(hist, dtype=np.float64).reshape(-1, n_colors)
+    if layout is not None:
+        parts = parse_layout(layout)
+        if n_regions(layout) != len(blocks):
+            raise BadInputError(f"a {layout!r} histogram has {n_regions(layout)} blocks, got {len(blocks)}")
+        starts = np.cumsum([0] + [COMPONENTS[part] for part in parts])
+        for wanted in ("global", "grid3", "grid2"):
+            if wanted in parts:
+                i = parts.index(wanted)
+                blocks = blocks[starts[i] : starts[i + 1]]
+                break
+    total = blocks.sum(axis=0)
+    return total / max(total.sum(), 1e-12)
+
+
+def dominant_colors(hist: np.ndarray, n_colors: int, *, top: int = 8, layout: str | None = None) -> list[tuple[int, float]]:
     """The ``top`` codewords with the largest share of a histogram, as (code, share), largest first.
 
-    Spatial blocks are summed back into one global distribution first.
+    The blocks are turned back into one global distribution first (see :func:`global_distribution`).
     """
-    hist = np.asarray(hist, dtype=np.float64).reshape(-1, n_colors).sum(axis=0)
+    hist = global_distribution(hist, n_colors, layout=layout)
     hist /= max(hist.sum(), 1e-12)
     order = np.lexsort((np.arange(n_colors), -hist))[:top]
     return [(int(code), float(hist[code])) for code in order if hist[code] > 0]

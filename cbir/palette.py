@@ -485,6 +485,7 @@ def palette_from_histogram(
     *,
     k: int = 8,
     sort: str = DEFAULT_SORT,
+    layout: str | None = None,
 ) -> list[dict]:
     """The palette of an indexed image, from its stored histogram (no decoding).
 
@@ -501,6 +502,9 @@ def palette_from_histogram(
         Most colors to return, 1..256.
     sort : str
         One of :data:`SORT_ORDERS`.
+    layout : str, optional
+        The histogram's spatial layout; with it, pixel-class blocks (``bic``) are not
+        mistaken for shares of the image (see :func:`cbir.histogram.global_distribution`).
 
     Returns
     -------
@@ -523,7 +527,7 @@ def palette_from_histogram(
         raise CodebookMismatchError(
             f"a histogram of length {values.size} was not made with this {n_colors}-color codebook"
         )
-    top = dominant_colors(values, n_colors, top=k)
+    top = dominant_colors(values, n_colors, top=k, layout=layout)
     if not top:
         raise BadInputError("the histogram is empty (all zeros)")
     codes = np.array([code for code, _ in top], dtype=np.int64)
@@ -561,4 +565,4 @@ def indexed_palette(store: Store, image_id: int, *, k: int = 8, sort: str = DEFA
     if found is None:
         raise StoreError(f"{store.display} has no images indexed yet")
     histogram = store.histograms([int(image_id)])[0]
-    return palette_from_histogram(histogram, found[1], k=k, sort=sort)
+    return palette_from_histogram(histogram, found[1], k=k, sort=sort, layout=found[2])

@@ -138,7 +138,9 @@ class _Service:
 
     def palette(self, histogram: np.ndarray) -> list[dict[str, Any]]:
         """The dominant codewords of a histogram, largest share first, shares summing to 1."""
-        return palette_from_histogram(histogram, self.codebook, k=PALETTE_SIZE, sort="proportion")
+        return palette_from_histogram(
+            histogram, self.codebook, k=PALETTE_SIZE, sort="proportion", layout=self.searcher.descriptor.layout
+        )
 
     def search(self, histogram: np.ndarray, *, kind: str, label: str, k: int, metric: str, started: float) -> dict[str, Any]:
         with self.lock:

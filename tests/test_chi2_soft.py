@@ -104,3 +104,17 @@ def test_index_search_ranks_like_brute_force_on_random_histograms_and_a_real_ind
             fast = searcher.search_histogram(hist, k=k, metric="chi2-soft", method="exact")
             brute = searcher.search_histogram(hist, k=k, metric="chi2-soft", method="brute")
             assert [(r.id, r.distance) for r in fast] == [(r.id, r.distance) for r in brute]
+
+
+def test_global_distribution_ignores_pixel_class_blocks() -> None:
+    from cbir.histogram import dominant_colors, global_distribution
+
+    codes = np.zeros((6, 6), dtype=np.int64)
+    codes[:, 4:] = 1  # a third of the image, all of it next to the border
+    hist = histogram(codes, 2, layout="bic+grid3")
+    assert global_distribution(hist, 2, layout="bic+grid3") == pytest.approx([2 / 3, 1 / 3])
+    # Summing every block instead: interior 1/4 of color 1, border 1/2, grid cells 1/3 (weights 1/4, 1/4, 1/2).
+    assert global_distribution(hist, 2)[1] == pytest.approx(0.25 * 0.25 + 0.25 * 0.5 + 0.5 / 3)
+    assert dominant_colors(hist, 2, layout="bic+grid3") == [(0, pytest.approx(2 / 3)), (1, pytest.approx(1 / 3))]
+    with pytest.raises(BadInputError, match="11 blocks"):
+        global_distribution(hist[:4], 2, layout="bic+grid3")

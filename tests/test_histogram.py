@@ -7,7 +7,7 @@ from cbir.histogram import dominant_colors, histogram, n_regions, region_weights
 
 def test_global_histogram_counts_and_normalizes():
     codes = np.array([[0, 0, 1], [2, 2, 2]])
-    h = histogram(codes, 4)
+    h = histogram(codes, 4, layout="global")
     assert h.dtype == np.float32
     np.testing.assert_allclose(h, [2 / 6, 1 / 6, 3 / 6, 0])
 
