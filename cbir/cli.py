@@ -145,12 +145,14 @@ def index(folder: str, db: str, n_colors: int | None, layout: str | None, worker
 def search(image: str | None, db: str, colors_text: str | None, k: int, metric: str, mode: str | None, as_json: bool) -> None:
     """Rank the indexed images by color similarity to IMAGE (or to --colors)."""
     from cbir.color_query import format_colors, parse_colors
+    from cbir.vectors import use_threads
     from search import Searcher
 
     if (image is None) == (colors_text is None):
         raise click.UsageError("give exactly one of IMAGE or --colors")
     colors = parse_colors(colors_text) if colors_text is not None else None
     method = mode or "auto"
+    use_threads(1)
     searcher = Searcher.open(db)
     try:
         if colors is not None:

@@ -24,6 +24,12 @@ from cbir.store import Store
 IVF_MIN_SIZE = 20_000
 
 
+def use_threads(n: int) -> None:
+    """Threads FAISS may use (process-wide). One query at a time gains nothing from more, and on a
+    busy machine spinning OpenMP threads made a flat scan four times slower: the CLI sets 1."""
+    faiss.omp_set_num_threads(max(1, int(n)))
+
+
 @dataclass(frozen=True)
 class Stamp:
     """What a saved index was built from."""
