@@ -123,6 +123,8 @@ from pathlib import Path  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from cbir.cli import main  # noqa: E402
+from cbir.distances import DEFAULT_METRIC  # noqa: E402
+from cbir.histogram import DEFAULT_LAYOUT  # noqa: E402
 from tests.conftest import PALETTE, noisy, two_tone, write_image  # noqa: E402
 
 _CLASSES = {"warm": ("red", "yellow"), "cold": ("blue", "navy"), "light": ("white", "sand"), "green": ("green", "black")}
@@ -147,7 +149,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dic
 
 def test_evaluate_json_document(evaluated: tuple[Path, Path, dict]) -> None:
     dataset, db, document = evaluated
-    assert document["protocol"] == "classes" and document["metric"] == "chi2"
+    assert document["protocol"] == "classes" and document["metric"] == DEFAULT_METRIC
     assert document["queries"] == 16 and len(document["per_query"]) == 16
     assert set(document["per_class"]) == set(_CLASSES)
     assert 0.0 < document["mAP"] <= 1.0
@@ -233,7 +235,7 @@ def test_evaluate_peer_and_comparison_plot(evaluated: tuple[Path, Path, dict], t
     out = json.loads(result.stdout)
     assert out["mAP"] == document["mAP"]
     labels = [c["label"] for c in out["compare"]]
-    assert labels == ["cbir k=16 global / l1", "hsv-regions / chi2"]
+    assert labels == [f"cbir k=16 {DEFAULT_LAYOUT} / l1", "hsv-regions / chi2"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 

@@ -38,7 +38,7 @@ from cbir.benchmarks import load_benchmark  # noqa: E402
 from cbir.distances import distance_function  # noqa: E402
 from cbir.evaluation import Item, evaluate  # noqa: E402
 from cbir.histogram import histogram  # noqa: E402
-from cbir.images import load_image  # noqa: E402
+from cbir.images import decode_image, load_image, read_bytes  # noqa: E402
 from cbir.peers import PeerIndex, peer  # noqa: E402
 from cbir.transforms import GROUND_TRUTH, make_benchmark  # noqa: E402
 from cbir.store import Store  # noqa: E402
@@ -145,6 +145,11 @@ def _wang_dup(work: Path, wang: Path) -> Path:
     return out
 
 
+def _analysed(path: str, max_side: int) -> np.ndarray:
+    """The pixels a histogram is made of: decoded exactly as ``cbir.descriptor.Descriptor.of_bytes`` decodes."""
+    return decode_image(read_bytes(path), path=path, max_side=max_side, sample=True).rgb
+
+
 _codes_cache: dict[tuple[str, int, int], tuple[np.ndarray, list[np.ndarray]]] = {}
 
 
@@ -159,7 +164,7 @@ def _codes(data: Dataset, n_colors: int, max_side: int, work: Path) -> tuple[np.
         if found is None:
             raise SystemExit(f"indexing {data.root} learned no codebook")
         codebook = found[1]
-        codes = [codebook.quantize(load_image(p, max_side=max_side)) for p in data.paths]
+        codes = [codebook.quantize(_analysed(p, max_side)) for p in data.paths]
         _codes_cache[key] = (codebook.centers, codes)
     return _codes_cache[key]
 
