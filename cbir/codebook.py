@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -46,14 +47,14 @@ class Codebook:
     @property
     def n_colors(self) -> int:
         """Number of codewords."""
-        return int(len(self.centers))
+        return len(self.centers)
 
     @property
     def fingerprint(self) -> str:
         """A short hash of the codewords: equal fingerprints, interchangeable histograms."""
         return hashlib.sha256(self.centers.tobytes()).hexdigest()[:16]
 
-    def use_table_buffer(self, buffer: object) -> None:
+    def use_table_buffer(self, buffer: Any) -> None:
         """Quantize through a table in ``buffer`` (shared memory prepared by :meth:`QuantizationTable.fresh_buffer`)."""
         self._table = QuantizationTable(self.centers, buffer=buffer)
 
@@ -122,7 +123,7 @@ def learn_codebook(
     BadInputError
         If ``n_colors`` is out of range or no pixels were given.
     """
-    samples = []
+    samples: list[np.ndarray] = []
     for index, rgb in enumerate(images):
         if len(samples) * pixels_per_image >= MAX_SAMPLE_PIXELS:
             break

@@ -7,6 +7,8 @@ for all 2**24 colors; quantizing an image is then one table lookup per pixel.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -218,7 +220,7 @@ class QuantizationTable:
         :meth:`fresh_buffer`); concurrent fillers only ever write the same values.
     """
 
-    def __init__(self, centers: np.ndarray, *, buffer: object | None = None) -> None:
+    def __init__(self, centers: np.ndarray, *, buffer: Any = None) -> None:
         centers = np.asarray(centers, dtype=np.float64)
         if centers.ndim != 2 or centers.shape[1] != 3 or not 1 <= len(centers) < 65535:
             raise BadInputError(f"expected codewords of shape (k, 3), 1 <= k < 65535, got {centers.shape}")
@@ -237,7 +239,7 @@ class QuantizationTable:
         return np.uint8 if n_colors < 255 else np.uint16
 
     @classmethod
-    def fresh_buffer(cls, buffer: object, n_colors: int) -> None:
+    def fresh_buffer(cls, buffer: Any, n_colors: int) -> None:
         """Mark every entry of a (shared) buffer as not looked up, for a codebook of ``n_colors``."""
         dtype = cls.dtype_for(n_colors)
         np.frombuffer(buffer, dtype=dtype, count=N_COLORS_24BIT)[:] = np.iinfo(dtype).max

@@ -75,7 +75,7 @@ class Descriptor:
         BadImageError
             If the bytes are not a readable image or are over the pixel limit.
         """
-        decoded = decode_image(data, path=path, max_side=self.max_side, max_pixels=self.max_pixels, sample=True)
+        decoded = decode_image(data, path=path, max_side=self.max_side, max_pixels=self.max_pixels)
         return Extracted(self.of_rgb(decoded.rgb), decoded.width, decoded.height, content_hash(data))
 
     def of_file(self, path: str | os.PathLike[str]) -> Extracted:

@@ -12,8 +12,8 @@ import fcntl
 import hashlib
 import json
 import os
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,7 +324,7 @@ class Store:
                     created_at=_now(),
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     # --- reading ------------------------------------------------------------------
     def generation(self) -> int:
@@ -384,7 +384,7 @@ class Store:
             return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def histograms(self, ids: Sequence[int]) -> np.ndarray:
+    def histograms(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Histograms of the given ids, in that order, shape (len(ids), d)."""
         wanted = [int(i) for i in ids]
         found: dict[int, np.ndarray] = {}
@@ -502,11 +502,11 @@ def _short(exc: BaseException) -> str:
 
 __all__ = [
     "DEFAULT_DB",
+    "CodebookMismatchError",
     "Failure",
     "FileState",
     "ImageRecord",
     "Store",
     "StoreError",
-    "CodebookMismatchError",
     "resolve_url",
 ]

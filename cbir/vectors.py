@@ -93,13 +93,13 @@ class VectorIndex:
 
     def set_nprobe(self, nprobe: int) -> None:
         """How many IVF lists to visit (no effect on a flat index)."""
-        base = faiss.downcast_index(self.index.index)
+        base = faiss.downcast_index(self.index.index)  # type: ignore[attr-defined]
         if hasattr(base, "nprobe"):
             base.nprobe = int(nprobe)
 
     @property
     def n_lists(self) -> int:
-        base = faiss.downcast_index(self.index.index)
+        base = faiss.downcast_index(self.index.index)  # type: ignore[attr-defined]
         return int(getattr(base, "nlist", 1))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

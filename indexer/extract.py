@@ -77,7 +77,7 @@ def _extract(settings: Settings, path: str) -> Outcome:
         return Outcome(path, error=exc.reason)
     except MemoryError:
         return Outcome(path, error="out of memory while decoding")
-    except Exception as exc:  # a decoder bug on one hostile file must not stop the batch
+    except Exception as exc:  # noqa: BLE001 - a decoder bug on one hostile file must not stop the batch
         return Outcome(path, error=f"unexpected decoder error ({type(exc).__name__}: {exc})")
 
 

@@ -271,7 +271,8 @@ class _BatchWriter:
         self.failed: list[Failure] = []
 
     def pending(self) -> int:
-        return sum(map(len, (self.added, self.updated, self.moved, self.touched, self.removed, self.failed)))
+        parts: tuple[list, ...] = (self.added, self.updated, self.moved, self.touched, self.removed, self.failed)
+        return sum(len(part) for part in parts)
 
     def maybe_flush(self) -> None:
         if self.pending() >= self.batch_size or time.monotonic() - self.last >= COMMIT_SECONDS:

@@ -132,23 +132,26 @@ def test_search_answers_while_an_index_run_writes(big_folder, tmp_path):
         (seed_folder / path.name).write_bytes(path.read_bytes())
     subprocess.run([sys.executable, "-m", "cbir", "index", str(seed_folder), "--db", db, "--colors", "16", "-q"],
                    check=True, timeout=300, capture_output=True)
-    writer = start_index(big_folder, db, "--workers", "1")  # adds 400 in small batches, removes the 40 seed rows
-    searches, during = 0, 0
+    # A second process: adds 400 in small batches, removes the 40 seed rows.
+    writer = start_index(big_folder, db, "--workers", "1", "--batch-size", "5")
+    command = subprocess.Popen([sys.executable, "-m", "cbir", "search", str(first[0]), "--db", db, "--json", "-k", "3"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    searches_during, sizes = 0, set()
     try:
-        while True:
-            running = writer.poll() is None
-            result = subprocess.run([sys.executable, "-m", "cbir", "search", str(first[0]), "--db", db, "--json", "-k", "3"],
-                                    capture_output=True, text=True, timeout=120)
-            assert result.returncode == 0, result.stderr
-            assert len(json.loads(result.stdout)["results"]) >= 1
-            searches += 1
-            during += running and writer.poll() is None
-            if not running:
-                break
+        with Store(db) as store:
+            searcher = Searcher(store)
+            while writer.poll() is None:
+                results = searcher.search_image(first[1], k=3)
+                assert results and results[0].distance >= 0
+                sizes.add(store.count())
+                searches_during += writer.poll() is None
+        out, err = command.communicate(timeout=120)
+        assert command.returncode == 0, err  # the command-line search, started while the writer ran
+        assert json.loads(out)["results"]
     finally:
         _, err = writer.communicate(timeout=300)
     assert writer.returncode == 0, err
-    assert during >= 1  # at least one search started and ended while the writer was running
+    assert searches_during >= 1 and len(sizes) >= 2  # answered while rows were being added
     assert check_consistent(db) == N_IMAGES
 
 

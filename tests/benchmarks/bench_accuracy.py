@@ -147,7 +147,7 @@ def _wang_dup(work: Path, wang: Path) -> Path:
 
 def _analysed(path: str, max_side: int) -> np.ndarray:
     """The pixels a histogram is made of: decoded exactly as ``cbir.descriptor.Descriptor.of_bytes`` decodes."""
-    return decode_image(read_bytes(path), path=path, max_side=max_side, sample=True).rgb
+    return decode_image(read_bytes(path), path=path, max_side=max_side).rgb
 
 
 _codes_cache: dict[tuple[str, int, int], tuple[np.ndarray, list[np.ndarray]]] = {}
