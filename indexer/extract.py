@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from cbir.codebook import Codebook, sample_pixels
 from cbir.color import N_COLORS_24BIT, QuantizationTable
@@ -59,8 +60,11 @@ def _descriptor_for(settings: Settings) -> Descriptor:
         codebook = Codebook(np.frombuffer(centers, dtype=np.float32).reshape(n_colors, 3))
         if _shared_table is not None:
             codebook.use_table_buffer(_shared_table)
-        # Parallelism comes from the processes: threads inside each one only oversubscribe the cores.
-        cv2.setNumThreads(1)
+        if multiprocessing.parent_process() is not None:
+            # Parallelism comes from the processes: decoder and BLAS threads inside each worker only
+            # oversubscribe the cores (two workers were slower than one before this).
+            cv2.setNumThreads(1)
+            threadpool_limits(limits=1)
         _descriptor = (settings, Descriptor(codebook, layout=layout, max_side=max_side, max_pixels=max_pixels))
     return _descriptor[1]
 
@@ -124,8 +128,10 @@ class Extractor:
         fork = "fork" in multiprocessing.get_all_start_methods()
         _shared_table = mmap.mmap(-1, N_COLORS_24BIT * 2) if fork or workers == 1 else None
         self._table = _shared_table
+        self._limits = None
         if workers <= 1:
             self._pool: Executor = _InProcess()
+            self._limits = threadpool_limits(limits=1)  # as in the workers; undone on exit
         else:
             # Fork: the workers inherit the shared table and the known hashes. Workers are
             # forked at the first task, before this process has started any OpenMP threads.
@@ -137,6 +143,8 @@ class Extractor:
 
     def __exit__(self, *exc: object) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._limits is not None:
+            self._limits.restore_original_limits()
 
     def _ordered(self, tasks: Iterable[tuple[Callable, tuple]]) -> Iterator:  # type: ignore[type-arg]
         # At most a few tasks per worker in flight: memory does not grow with the number of files.
