@@ -56,36 +56,45 @@ class VectorIndex:
         self.stamp = stamp
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, stamp: Stamp, *, kind: str = "flat", seed: int = 0) -> VectorIndex:
-        """Build an index over ``vectors`` (n, m) with ids (n,).
+    def empty(cls, dim: int, stamp: Stamp, *, train: np.ndarray | None = None, seed: int = 0) -> VectorIndex:
+        """A new index of ``stamp.kind`` for vectors of ``dim``; an IVF index is trained on ``train`` (t, dim).
 
-        ``kind`` is ``"flat"`` (exact L2) or ``"ivf"`` (IndexIVFFlat, trained on the vectors).
+        ``"flat"`` is an exact L2 scan; ``"ivf"`` an IndexIVFFlat with about sqrt(n) lists for
+        n = ``stamp.count`` (trained on at most 64 vectors a list: seconds at a million).
         """
+        if stamp.kind == "flat":
+            base: faiss.Index = faiss.IndexFlatL2(dim)
+        elif stamp.kind == "ivf":
+            if train is None or not len(train):
+                raise BadInputError("an IVF index needs training vectors")
+            n_lists = int(max(1, min(np.sqrt(stamp.count), len(train) // 39)))
+            base = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, n_lists, faiss.METRIC_L2)
+            base.cp.seed = seed
+            base.cp.niter = 10
+            base.train(np.ascontiguousarray(train[: 64 * n_lists], dtype=np.float32))
+            base.nprobe = 16
+        else:
+            raise BadInputError(f"unknown index kind {stamp.kind!r}; choose flat or ivf")
+        return cls(faiss.IndexIDMap2(base), stamp)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors (n, dim) under store row ids (n,)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if vectors.ndim != 2 or len(ids) != len(vectors):
             raise BadInputError(f"expected ids (n,) and vectors (n, m), got {ids.shape} and {vectors.shape}")
-        dim = vectors.shape[1]
-        if kind == "flat":
-            base: faiss.Index = faiss.IndexFlatL2(dim)
-        elif kind == "ivf":
-            # sqrt(n) lists trained on 64 points each keeps training to seconds at a million vectors.
-            n_lists = int(max(1, min(np.sqrt(len(vectors)), len(vectors) // 39)))
-            quantizer = faiss.IndexFlatL2(dim)
-            base = faiss.IndexIVFFlat(quantizer, dim, n_lists, faiss.METRIC_L2)
-            rng = np.random.default_rng(seed)
-            n_train = min(len(vectors), 64 * n_lists)
-            sample = vectors[np.sort(rng.choice(len(vectors), n_train, replace=False))]
-            base.cp.seed = seed
-            base.cp.niter = 10
-            base.train(sample)
-            base.nprobe = 16
-        else:
-            raise BadInputError(f"unknown index kind {kind!r}; choose flat or ivf")
-        index = faiss.IndexIDMap2(base)
-        if len(vectors):
-            index.add_with_ids(vectors, ids)
-        return cls(index, stamp)
+        if len(ids):
+            self.index.add_with_ids(vectors, ids)
+
+    @classmethod
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, stamp: Stamp, *, seed: int = 0) -> VectorIndex:
+        """An index of ``stamp.kind`` over ``vectors`` (n, m) with ids (n,), trained on them if IVF."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        rng = np.random.default_rng(seed)
+        train = vectors[np.sort(rng.permutation(len(vectors)))] if stamp.kind == "ivf" else None
+        index = cls.empty(vectors.shape[1] if vectors.ndim == 2 else 1, stamp, train=train, seed=seed)
+        index.add(ids, vectors)
+        return index
 
     @property
     def size(self) -> int:
@@ -144,19 +153,30 @@ def current_stamp(store: Store, codebook: Codebook, embedding: Embedding, *, kin
     return Stamp(codebook.fingerprint, embedding.name, store.generation(), store.count(), kind)
 
 
-def build_vector_index(store: Store, embedding: Embedding, stamp: Stamp) -> VectorIndex:
-    """Embed every stored histogram and build an index of ``stamp.kind``, streaming from the store."""
-    id_parts, vector_parts = [], []
-    for ids, histograms in store.iter_histograms():
-        id_parts.append(ids)
-        vector_parts.append(embedding.transform(histograms))
-    if not id_parts:
-        return VectorIndex.build(np.empty(0, np.int64), np.empty((0, 1), np.float32), stamp)
-    ids = np.concatenate(id_parts)
+def build_vector_index(store: Store, embedding: Embedding, stamp: Stamp, *, batch: int = 10_000) -> VectorIndex:
+    """Embed every stored histogram and build an index of ``stamp.kind``, streaming from the store.
+
+    Memory beyond the index itself is one batch of rows (plus, for IVF, a training
+    sample taken in a first pass over evenly spaced rows).
+    """
+    # Below 1000 rows an IVF index has nothing to gain: a flat one stands in (the stamp keeps the kind asked for).
+    kind = stamp.kind if stamp.kind == "flat" or stamp.count >= 1000 else "flat"
+    train = None
+    if kind == "ivf":
+        step = max(1, stamp.count // (64 * int(np.sqrt(stamp.count))))
+        train = np.concatenate([embedding.transform(X[::step]) for _, X in store.iter_histograms(batch=batch)])
+    as_built = Stamp(stamp.fingerprint, stamp.embedding, stamp.generation, stamp.count, kind)
+    index: VectorIndex | None = None
+    for ids, histograms in store.iter_histograms(batch=batch):
+        vectors = embedding.transform(histograms)
+        if index is None:
+            index = VectorIndex.empty(vectors.shape[1], as_built, train=train)
+        index.add(ids, vectors)
+    if index is None:
+        index = VectorIndex.empty(1, Stamp(stamp.fingerprint, stamp.embedding, stamp.generation, 0, "flat"))
     # Rows written while we read make the count differ: the stamp then marks it stale, never fresh.
-    stamp = Stamp(stamp.fingerprint, stamp.embedding, stamp.generation, len(ids), stamp.kind)
-    kind = stamp.kind if stamp.kind == "flat" or len(ids) >= 1000 else "flat"
-    return VectorIndex.build(ids, np.concatenate(vector_parts), stamp, kind=kind)
+    index.stamp = Stamp(stamp.fingerprint, stamp.embedding, stamp.generation, index.size, stamp.kind)
+    return index
 
 
 def ensure_vector_index(store: Store, codebook: Codebook, embedding: Embedding, *, kind: str = "flat") -> VectorIndex:

@@ -3,7 +3,8 @@
 Workers are forked once per run and share one lazily filled 24-bit quantization
 table in anonymous shared memory, so every color is looked up about once per run
 whatever the number of workers, and the memory goes away with the processes, even
-after kill -9. The same pool decodes the codebook sample first. Tasks carry the
+after kill -9. A process with other threads running (a server, a test session)
+starts its workers from a fork server instead, each with a table of its own. The same pool decodes the codebook sample first. Tasks carry the
 descriptor settings (a codebook is 1.5 KB), so the pool exists before the codebook does.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import mmap
 import multiprocessing
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -26,7 +28,7 @@ from cbir.descriptor import Descriptor, content_hash
 from cbir.errors import BadImageError
 from cbir.images import load_image, read_bytes
 
-# Set in the parent before the workers are forked; inherited by them.
+# Set in the parent before the workers are forked and inherited (the table), or sent to each worker (the hashes).
 _shared_table: mmap.mmap | None = None
 _known_hashes: frozenset[str] = frozenset()
 # Per process: the descriptor of the current settings.
@@ -67,6 +69,11 @@ def _descriptor_for(settings: Settings) -> Descriptor:
             threadpool_limits(limits=1)
         _descriptor = (settings, Descriptor(codebook, layout=layout, max_side=max_side, max_pixels=max_pixels))
     return _descriptor[1]
+
+
+def _set_known_hashes(known: frozenset[str]) -> None:
+    global _known_hashes
+    _known_hashes = known
 
 
 def _extract(settings: Settings, path: str) -> Outcome:
@@ -125,7 +132,9 @@ class Extractor:
         self.workers = workers
         _known_hashes = known_hashes
         _descriptor = None
-        fork = "fork" in multiprocessing.get_all_start_methods()
+        # Forking is only safe while no other thread can hold a lock at the moment of the fork
+        # (a long-lived process with server or pool threads): then forkserver, one table per worker.
+        fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
         _shared_table = mmap.mmap(-1, N_COLORS_24BIT * 2) if fork or workers == 1 else None
         self._table = _shared_table
         self._limits = None
@@ -135,8 +144,11 @@ class Extractor:
         else:
             # Fork: the workers inherit the shared table and the known hashes. Workers are
             # forked at the first task, before this process has started any OpenMP threads.
-            context = multiprocessing.get_context("fork" if fork else "spawn")
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if fork else "forkserver" if "forkserver" in methods else "spawn")
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=context, initializer=_set_known_hashes, initargs=(known_hashes,)
+            )
 
     def __enter__(self) -> Extractor:
         return self

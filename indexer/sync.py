@@ -19,13 +19,10 @@ import numpy as np
 
 from cbir.codebook import DEFAULT_N_COLORS, MAX_SAMPLE_IMAGES, PIXELS_PER_IMAGE, Codebook, codebook_from_pixels
 from cbir.descriptor import Descriptor
-from cbir.distances import DEFAULT_METRIC
-from cbir.embedding import embedding_for
 from cbir.errors import BadImageError, BadInputError, CodebookMismatchError
 from cbir.histogram import DEFAULT_LAYOUT, parse_layout
 from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
 from cbir.store import Failure, FileState, ImageRecord, Store
-from cbir.vectors import ensure_vector_index
 from indexer.extract import Extractor, Outcome
 from indexer.scan import FoundFile, scan
 
@@ -188,8 +185,7 @@ def index_folder(
         gone_failures = [path for path in old_failures if path not in on_disk]
         if gone_failures:
             store.remove_failures(gone_failures)
-    # The derived index for the default metric, so the first search need not build it.
-    ensure_vector_index(store, codebook, embedding_for(DEFAULT_METRIC, codebook.centers))
+    # The vector index is derived data: the first search builds it (memory here stays one batch).
     clock.lap("finish")
     report.phases = clock.laps
     report.seconds = time.perf_counter() - started

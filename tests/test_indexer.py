@@ -145,3 +145,27 @@ def test_copied_folder_is_found_as_moved(color_folder, tmp_path):
         report = index_folder(color_folder, store, workers=1)
         assert report.moved == 8 and report.added == 0 and report.removed == 0
         assert sorted(s.id for s in store.file_states().values()) == ids
+
+
+def test_a_threaded_process_indexes_through_a_fork_server_with_the_same_results(color_folder, tmp_path):
+    """With another thread alive, workers are not forked from this process; moves are still recognized."""
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        with Store(tmp_path / "t.db", create=True) as threaded, Store(tmp_path / "u.db", create=True) as plain:
+            index_folder(color_folder, threaded, n_colors=16, workers=2)
+            stop.set()
+            other.join()
+            index_folder(color_folder, plain, n_colors=16, workers=1)
+            np.testing.assert_array_equal(threaded.all_histograms()[1], plain.all_histograms()[1])
+            shutil.move(str(color_folder / "noisy"), str(color_folder / "moved"))
+            stop.clear()
+            other = threading.Thread(target=stop.wait, daemon=True)
+            other.start()
+            report = index_folder(color_folder, threaded, workers=2)
+            assert (report.moved, report.added, report.removed) == (8, 0, 0)
+    finally:
+        stop.set()

@@ -101,8 +101,8 @@ def main() -> None:
         "added": report["added"],
         "failed": len(report["failed"]),
     }
-    for suffix in ("", "-wal", "-shm", ".lock", ".sqrt.flat.faiss"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    for leftover in [db, *db.parent.glob(f"{db.name}[-.]*")]:
+        leftover.unlink(missing_ok=True)
     if args.json:
         print(json.dumps(figures, indent=2))
         return
