@@ -11,7 +11,8 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -66,6 +67,21 @@ def emit_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
+@contextmanager
+def progress_bar(description: str, *, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar on stderr, as a ``progress(done, total)`` callback for library functions."""
+    from tqdm import tqdm
+
+    with tqdm(total=0, unit="img", file=sys.stderr, disable=quiet or None, desc=description) as bar:
+
+        def progress(done: int, total: int) -> None:
+            if bar.total != total:
+                bar.reset(total=total)
+            bar.update(done - bar.n)
+
+        yield progress
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cbir")
 def main() -> None:
@@ -88,28 +104,16 @@ def main() -> None:
 def index(folder: str, db: str, n_colors: int | None, layout: str | None, workers: int | None, seed: int,
           max_pixels: int | None, batch_size: int, as_json: bool, quiet: bool) -> None:
     """Build or sync the index of every image under FOLDER."""
-    from tqdm import tqdm
 
     from cbir.images import DEFAULT_MAX_PIXELS
     from cbir.store import Store
     from indexer import index_folder
 
-    bar = tqdm(total=0, unit="img", file=sys.stderr, disable=quiet or None, desc="indexing")
-
-    def progress(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.reset(total=total)
-        bar.n = done
-        bar.refresh() if done == total else bar.update(0)
-
-    with Store(db, create=True) as store:
-        try:
-            report = index_folder(
-                folder, store, n_colors=n_colors, layout=layout, workers=workers, seed=seed,
-                max_pixels=max_pixels or DEFAULT_MAX_PIXELS, batch_size=batch_size, progress=progress,
-            )
-        finally:
-            bar.close()
+    with Store(db, create=True) as store, progress_bar("indexing", quiet=quiet) as progress:
+        report = index_folder(
+            folder, store, n_colors=n_colors, layout=layout, workers=workers, seed=seed,
+            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, batch_size=batch_size, progress=progress,
+        )
     if report.codebook_note:
         click.echo(f"note: {report.codebook_note}", err=True)
     if as_json:
@@ -369,7 +373,6 @@ DESCRIPTORS = ("cbir", "rgb-grid3", "hsv-regions")
 def _benchmark_ranker(benchmark: Any, db: str, *, metric: str, n_colors: int | None, layout: str | None,
                       workers: int | None, quiet: bool) -> tuple[Any, Callable[[Any], Any], dict]:
     """Index the benchmark into ``db`` (or sync it) and rank through Searcher.search_image, as 'cbir search' does."""
-    from tqdm import tqdm
 
     from cbir.errors import BadInputError
     from cbir.store import Store
@@ -385,18 +388,8 @@ def _benchmark_ranker(benchmark: Any, db: str, *, metric: str, n_colors: int | N
             f"{db} also indexes {len(outside)} image(s) outside {benchmark.root} (e.g. {outside[0]}); "
             "evaluating would remove them from it: use another --db"
         )
-    bar = tqdm(total=0, unit="img", file=sys.stderr, disable=quiet or None, desc="indexing")
-
-    def progress(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.reset(total=total)
-        bar.n = done
-        bar.refresh() if done == total else bar.update(0)
-
-    try:
+    with progress_bar("indexing", quiet=quiet) as progress:
         report = index_folder(benchmark.root, store, n_colors=n_colors, layout=layout, workers=workers, progress=progress)
-    finally:
-        bar.close()
     wanted = {item.path for item in benchmark.items}
     failed = [f for f in report.failed if f.path in wanted]
     if failed:
@@ -583,16 +576,10 @@ def evaluate(dataset: str, db: str, protocol: str, metric: str | None, descripto
 def make_benchmark(source: str, out: str, copies: int, seed: int, max_side: int, all_queries: bool,
                    as_json: bool, quiet: bool) -> None:
     """Make a near-duplicate benchmark in OUT from the images under SOURCE (with groundtruth.csv)."""
-    from tqdm import tqdm
 
     from cbir.transforms import make_benchmark as make
 
-    with tqdm(total=0, unit="img", file=sys.stderr, disable=quiet or None, desc="copies") as bar:
-        def progress(done: int, total: int) -> None:
-            if bar.total != total:
-                bar.reset(total=total)
-            bar.update(done - bar.n)
-
+    with progress_bar("copies", quiet=quiet) as progress:
         summary = make(source, out, copies=copies, seed=seed, max_side=max_side, all_queries=all_queries, progress=progress)
     if as_json:
         emit_json(summary.to_dict())
