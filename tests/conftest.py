@@ -65,7 +65,11 @@ PALETTE = {
 @pytest.fixture
 def color_folder(tmp_path: Path) -> Path:
     """A folder of small images: for each palette color a solid image and a noisy copy, plus two-tones."""
-    folder = tmp_path / "images"
+    return make_color_folder(tmp_path / "images")
+
+
+def make_color_folder(folder: Path) -> Path:
+    """Write the :func:`color_folder` images (24 files) into ``folder`` and return it."""
     names = list(PALETTE)
     for i, name in enumerate(names):
         write_image(folder / f"{name}.png", solid(PALETTE[name]))

@@ -31,7 +31,7 @@ from cbir.histogram import DEFAULT_LAYOUT
 from indexer import index_folder
 from search import Searcher
 from search.http import create_app
-from tests.conftest import PALETTE, noisy, solid, two_tone, write_image
+from tests.conftest import make_color_folder, PALETTE, two_tone, write_image
 
 LIMIT = 20_000_000
 
@@ -39,13 +39,7 @@ LIMIT = 20_000_000
 # --- helpers shared with test_web.py --------------------------------------------------
 def make_folder(folder: Path) -> Path:
     """For every palette color a solid PNG and a noisy JPEG, and two-tones of neighbouring colors."""
-    names = list(PALETTE)
-    for i, name in enumerate(names):
-        write_image(folder / f"{name}.png", solid(PALETTE[name]))
-        write_image(folder / "noisy" / f"{name}_noisy.jpg", noisy(solid(PALETTE[name]), 6, seed=i))
-        other = names[(i + 1) % len(names)]
-        write_image(folder / f"{name}_{other}.png", two_tone(PALETTE[name], PALETTE[other], 0.7))
-    return folder
+    return make_color_folder(folder)
 
 
 @contextmanager
