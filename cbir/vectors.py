@@ -20,8 +20,8 @@ from cbir.embedding import Embedding
 from cbir.errors import BadInputError
 from cbir.store import Store
 
-#: Collections at least this large use an approximate (IVF) index in approximate mode.
-IVF_MIN_SIZE = 20_000
+#: Below this many rows an IVF index has nothing to gain: a flat one stands in for it.
+IVF_MIN_SIZE = 1000
 
 
 def use_threads(n: int) -> None:
@@ -86,16 +86,6 @@ class VectorIndex:
         if len(ids):
             self.index.add_with_ids(vectors, ids)
 
-    @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, stamp: Stamp, *, seed: int = 0) -> VectorIndex:
-        """An index of ``stamp.kind`` over ``vectors`` (n, m) with ids (n,), trained on them if IVF."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        rng = np.random.default_rng(seed)
-        train = vectors[np.sort(rng.permutation(len(vectors)))] if stamp.kind == "ivf" else None
-        index = cls.empty(vectors.shape[1] if vectors.ndim == 2 else 1, stamp, train=train, seed=seed)
-        index.add(ids, vectors)
-        return index
-
     @property
     def size(self) -> int:
         return int(self.index.ntotal)
@@ -159,8 +149,8 @@ def build_vector_index(store: Store, embedding: Embedding, stamp: Stamp, *, batc
     Memory beyond the index itself is one batch of rows (plus, for IVF, a training
     sample taken in a first pass over evenly spaced rows).
     """
-    # Below 1000 rows an IVF index has nothing to gain: a flat one stands in (the stamp keeps the kind asked for).
-    kind = stamp.kind if stamp.kind == "flat" or stamp.count >= 1000 else "flat"
+    # The stamp keeps the kind asked for, whatever stands in for it.
+    kind = stamp.kind if stamp.kind == "flat" or stamp.count >= IVF_MIN_SIZE else "flat"
     train = None
     if kind == "ivf":
         step = max(1, stamp.count // (64 * int(np.sqrt(stamp.count))))
@@ -182,7 +172,7 @@ def build_vector_index(store: Store, embedding: Embedding, stamp: Stamp, *, batc
 def ensure_vector_index(store: Store, codebook: Codebook, embedding: Embedding, *, kind: str = "flat") -> VectorIndex:
     """The saved index of ``embedding`` if it is up to date, else one rebuilt (and saved) from the store.
 
-    ``kind`` is ``"flat"`` (exact) or ``"ivf"`` (approximate; a flat index stands in below 1000 images).
+    ``kind`` is ``"flat"`` (exact) or ``"ivf"`` (approximate; a flat index stands in below :data:`IVF_MIN_SIZE` images).
     """
     # Read the stamp before the rows: a concurrent write can only make the result look stale.
     stamp = current_stamp(store, codebook, embedding, kind=kind)

@@ -2,12 +2,15 @@
 
 Two paths give the same ranking:
 
-* ``method="index"`` (default): FAISS over the metric's embedding (see
-  :mod:`cbir.embedding`) yields candidates in order of a lower bound on the
-  metric; exact distances are computed on the stored histograms, and the
-  candidate set grows until the bound proves no unseen image can enter the top k.
-  Exact, and fast because the bound is tight.
+* ``method="exact"`` (the default below :data:`APPROX_MIN_SIZE` images): FAISS over
+  the metric's embedding (see :mod:`cbir.embedding`) yields candidates in order of a
+  lower bound on the metric; exact distances are computed on the stored histograms,
+  and the candidate set grows until the bound proves no unseen image can enter the
+  top k. Exact, and fast because the bound is tight.
 * ``method="brute"``: exact distance to every stored histogram.
+
+``method="ann"`` (the default from :data:`APPROX_MIN_SIZE` images) takes IVF
+candidates and re-ranks them exactly: fast, but a true neighbour can be missed.
 
 Results are sorted by (distance, id), so equal distances always come out in the same order.
 """
@@ -211,7 +214,7 @@ class Searcher:
             method = "ann" if self._state[1] >= APPROX_MIN_SIZE else "exact"
         if method == "brute":
             ids, distances = self._brute(query, metric)
-        elif method in ("exact", "index"):
+        elif method == "exact":
             ids, distances = self._through_index(query, k, metric)
         elif method == "ann":
             ids, distances = self._approximate(query, k, metric)
