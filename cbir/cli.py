@@ -67,11 +67,19 @@ def emit_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
+def _tqdm() -> Any:
+    """tqdm's bar class, without its monitor thread: while another thread runs, ``cbir index`` cannot
+    fork its workers (they would start as fresh interpreters, each with its own color table)."""
+    from tqdm import tqdm
+
+    tqdm.monitor_interval = 0
+    return tqdm
+
+
 @contextmanager
 def progress_bar(description: str, *, quiet: bool) -> Iterator[Callable[[int, int], None]]:
     """A tqdm bar on stderr, as a ``progress(done, total)`` callback for library functions."""
-    from tqdm import tqdm
-
+    tqdm = _tqdm()
     with tqdm(total=0, unit="img", file=sys.stderr, disable=quiet or None, desc=description) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -416,9 +424,9 @@ def _benchmark_ranker(benchmark: Any, db: str, *, metric: str, n_colors: int | N
 
 def _peer_ranker(benchmark: Any, name: str, *, quiet: bool) -> tuple[Callable[[Any], Any], dict]:
     """Describe every image with a peer baseline and rank by brute force."""
-    from tqdm import tqdm
-
     from cbir.peers import PeerIndex, peer
+
+    tqdm = _tqdm()
 
     chosen = peer(name)
     with tqdm(total=len(benchmark.items), unit="img", file=sys.stderr, disable=quiet or None, desc=name) as bar:
@@ -430,8 +438,6 @@ def _peer_ranker(benchmark: Any, name: str, *, quiet: bool) -> tuple[Callable[[A
 def _run_evaluation(benchmark: Any, *, descriptor: str, metric: str | None, db: str, n_colors: int | None,
                     layout: str | None, workers: int | None, quiet: bool) -> Any:
     """One evaluation of DESCRIPTOR (and METRIC) on a benchmark: the report."""
-    from tqdm import tqdm
-
     from cbir.distances import SIMPLE_METRICS
     from cbir.errors import BadInputError
     from cbir.evaluation import evaluate as run
@@ -450,7 +456,7 @@ def _run_evaluation(benchmark: Any, *, descriptor: str, metric: str | None, db: 
             raise BadInputError(f"the {descriptor} baseline is not a codebook histogram; use one of {', '.join(SIMPLE_METRICS)}")
         ranker, config = _peer_ranker(benchmark, descriptor, quiet=quiet)
     try:
-        with tqdm(total=benchmark.n_queries, unit="query", file=sys.stderr, disable=quiet or None, desc="queries") as bar:
+        with _tqdm()(total=benchmark.n_queries, unit="query", file=sys.stderr, disable=quiet or None, desc="queries") as bar:
             return run(
                 benchmark.items, ranker, protocol=benchmark.protocol, metric=metric, config=config,
                 with_ns=benchmark.with_ns, progress=lambda done, total: bar.update(done - bar.n),
