@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from cbir.errors import BadInputError
 
@@ -128,7 +127,11 @@ class NearestCodeword:
         self.centers = np.asarray(centers, dtype=np.float64)
         self._dense = len(self.centers) <= 256
         self._squared = (self.centers**2).sum(axis=1)
-        self._tree = None if self._dense else cKDTree(self.centers)
+        self._tree = None
+        if not self._dense:
+            from scipy.spatial import cKDTree  # imported here: only codebooks over 256 colors need it
+
+            self._tree = cKDTree(self.centers)
 
     def __call__(self, lab: np.ndarray) -> np.ndarray:
         """Index of the nearest center for every color (n, 3), shape (n,), int64."""
