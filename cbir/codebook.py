@@ -21,6 +21,9 @@ PIXELS_PER_IMAGE = 1000
 MAX_SAMPLE_PIXELS = 400_000
 #: Images decoded to learn the codebook (a seeded random subset of larger corpora).
 MAX_SAMPLE_IMAGES = 400
+#: k-means: Lloyd iterations, and at most this many sampled pixels per codeword in them.
+KMEANS_ITERATIONS = 50
+KMEANS_POINTS_PER_CENTER = 1000
 
 
 @dataclass
@@ -99,7 +102,7 @@ def learn_codebook(
     seed: int = 0,
     pixels_per_image: int = PIXELS_PER_IMAGE,
 ) -> tuple[Codebook, str | None]:
-    """Learn a codebook with MiniBatchKMeans over L*a*b* pixels sampled from ``images``.
+    """Learn a codebook with k-means over L*a*b* pixels sampled from ``images``.
 
     Parameters
     ----------
@@ -140,32 +143,32 @@ def codebook_from_pixels(
     chunks = [np.asarray(chunk, dtype=np.uint8).reshape(-1, 3) for chunk in samples]
     if not chunks or not sum(map(len, chunks)):
         raise BadInputError("no readable images to learn a color codebook from")
-    packed, counts = np.unique(pack_rgb(np.concatenate(chunks)), return_counts=True)
-    distinct = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1).astype(np.uint8)
+    pixels = np.concatenate(chunks)
+    distinct = np.unique(pack_rgb(pixels))
     note = None
     params = {
         "requested_colors": n_colors,
         "seed": seed,
-        "sample_pixels": int(counts.sum()),
+        "sample_pixels": len(pixels),
         "pixels_per_image": pixels_per_image,
-        "algorithm": "MiniBatchKMeans/Lab",
+        "algorithm": "k-means/Lab (FAISS)",
+        "iterations": KMEANS_ITERATIONS,
     }
     if len(distinct) <= n_colors:
         note = (
             f"the images have only {len(distinct)} distinct colors; "
             f"the codebook has {len(distinct)} colors instead of {n_colors}"
         )
-        centers = rgb_to_lab(distinct)
+        rgb = np.stack([(distinct >> 16) & 255, (distinct >> 8) & 255, distinct & 255], axis=1).astype(np.uint8)
+        centers = rgb_to_lab(rgb)
     else:
-        # Imported here: worker processes never need scikit-learn.
-        from sklearn.cluster import MiniBatchKMeans
-        from threadpoolctl import threadpool_limits
+        # Imported here: FAISS lives in cbir.vectors, which needs this module.
+        from cbir.vectors import kmeans
 
-        kmeans = MiniBatchKMeans(n_clusters=n_colors, random_state=seed, batch_size=4096, n_init=1, max_iter=100)
-        # One thread: OpenMP workers spinning on a busy 2-core machine made this 10x slower, not faster.
-        with threadpool_limits(limits=1):
-            kmeans.fit(rgb_to_lab(distinct), sample_weight=counts.astype(np.float64))
-        centers = kmeans.cluster_centers_
+        # Every sampled pixel is a point, so common colors weigh as much as they cover.
+        centers = kmeans(
+            rgb_to_lab(pixels), n_colors, seed=seed, iterations=KMEANS_ITERATIONS, points_per_center=KMEANS_POINTS_PER_CENTER
+        ).astype(np.float64)
     # Canonical order (by L*, then a*, b*) so equal codebooks have equal fingerprints.
     order = np.lexsort((centers[:, 2], centers[:, 1], centers[:, 0]))
     return Codebook(centers=centers[order], params=params), note
