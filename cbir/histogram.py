@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from cbir.errors import BadInputError
@@ -68,37 +69,53 @@ def _center_labels(height: int, width: int) -> np.ndarray:
     return np.where(inside, 4, corner)
 
 
+#: The pixel and its 4-neighbours.
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def _as_cv_codes(codes: np.ndarray) -> np.ndarray:
+    """Codes in a type OpenCV's histogram and morphology take (uint8 up to 256 colors, else uint16)."""
+    if codes.dtype in (np.uint8, np.uint16):
+        return codes
+    return codes.astype(np.uint8 if codes.size == 0 or codes.max() < 256 else np.uint16)
+
+
+def _border_mask(codes: np.ndarray) -> np.ndarray:
+    """True where a pixel is a BIC border pixel: a 4-neighbour inside the image has another code.
+
+    Interior pixels are those where the largest and the smallest code over the cross
+    around them agree (OpenCV's dilate and erode leave pixels outside the image out).
+    """
+    return cv2.dilate(codes, _CROSS) != cv2.erode(codes, _CROSS)
+
+
 def border_labels(codes: np.ndarray) -> np.ndarray:
     """BIC pixel classes of a code image: 0 interior (4-neighbours share its code), 1 border; shape (H, W) int64.
 
     Pixels on the image edge are compared with their neighbours inside the image only.
     """
-    padded = np.pad(np.asarray(codes), 1, mode="edge")
-    centre = padded[1:-1, 1:-1]
-    interior = (
-        (centre == padded[:-2, 1:-1]) & (centre == padded[2:, 1:-1]) & (centre == padded[1:-1, :-2]) & (centre == padded[1:-1, 2:])
-    )
-    return (~interior).astype(np.int64)
-
-
-_PER_IMAGE = np.empty((0, 0), dtype=np.int64)
+    return _border_mask(_as_cv_codes(np.asarray(codes))).astype(np.int64)
 
 
 @lru_cache(maxsize=64)
-def _labels(layout: str, height: int, width: int) -> tuple[np.ndarray, ...]:
-    maps = []
+def _places(layout: str, height: int, width: int) -> tuple[np.ndarray, int]:
+    """Each pixel's place in the joint grid of every component's regions (row-major, layout order) with the
+    bic class taken as 0, shape (H, W) uint8 or uint16, and the step of the bic class (0 without bic)."""
+    place = np.zeros((height, width), dtype=np.int64)
+    bic_step = 0
     for part in parse_layout(layout):
-        if part == "global":
-            maps.append(np.zeros((height, width), dtype=np.int64))
-        elif part == "bic":
-            maps.append(_PER_IMAGE)  # depends on the codes, made in histogram()
+        place *= COMPONENTS[part]
+        bic_step *= COMPONENTS[part]
+        if part == "bic":
+            bic_step = 1
         elif part == "center":
-            maps.append(_center_labels(height, width))
-        else:
-            maps.append(_grid_labels(height, width, int(part[-1])))
-    for labels in maps:
-        labels.setflags(write=False)  # cached and shared: never modified
-    return tuple(maps)
+            place += _center_labels(height, width)
+        elif part != "global":
+            place += _grid_labels(height, width, int(part[-1]))
+    places = np.prod([COMPONENTS[part] for part in parse_layout(layout)])
+    place = place.astype(np.uint8 if places <= 256 else np.uint16)
+    place.setflags(write=False)  # cached and shared: never modified
+    return place, bic_step
 
 
 def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT) -> np.ndarray:
@@ -127,24 +144,30 @@ def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT)
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.size == 0:
         raise BadInputError(f"expected a non-empty (H, W) code image, got shape {codes.shape}")
-    flat = codes.reshape(-1).astype(np.intp)
+    codes = _as_cv_codes(codes)
+    shape = [COMPONENTS[part] for part in parse_layout(layout)]
+    places = int(np.prod(shape))
+    place, bic_step = _places(layout, *codes.shape)
+    if bic_step:
+        place = place + _border_mask(codes).astype(place.dtype) * place.dtype.type(bic_step)
+    if codes.dtype != place.dtype:
+        codes, place = codes.astype(np.uint16), place.astype(np.uint16)
+    # One pass over the pixels (OpenCV): the joint histogram of place and code, whose
+    # marginals are the components' histograms. Counts are exact up to 2**24 per bin.
+    joint = cv2.calcHist([place, codes], [0, 1], None, [places, n_colors], [0, places, 0, n_colors])
+    joint = joint.astype(np.float64).reshape(*shape, n_colors)
     blocks = []
-    for labels, n in zip(_labels(layout, *codes.shape), (COMPONENTS[p] for p in parse_layout(layout))):
-        if labels is _PER_IMAGE:
-            labels = border_labels(codes)
-        if n == 1:
-            counts = np.bincount(flat, minlength=n_colors)[None, :n_colors].astype(np.float64)
-        else:
-            counts = np.bincount(labels.reshape(-1) * n_colors + flat, minlength=n * n_colors)
-            counts = counts.reshape(n, n_colors).astype(np.float64)
-        sums = counts.sum(axis=1, keepdims=True)
-        empty = sums[:, 0] == 0
-        if empty.any():
-            whole = np.bincount(flat, minlength=n_colors)[:n_colors].astype(np.float64)
-            counts[empty] = whole / whole.sum()
-            sums[empty] = 1.0
-        blocks.append(counts / sums)
-    stacked = np.concatenate(blocks) * region_weights(layout)[:, None]
+    for axis, n in enumerate(shape):
+        others = tuple(a for a in range(len(shape)) if a != axis)
+        blocks.append(joint.sum(axis=others).reshape(n, n_colors) if others else joint)
+    counts = np.concatenate(blocks)
+    sums = counts.sum(axis=1, keepdims=True)
+    empty = sums[:, 0] == 0
+    if empty.any():
+        whole = joint.reshape(-1, n_colors).sum(axis=0)
+        counts[empty] = whole / whole.sum()
+        sums[empty] = 1.0
+    stacked = counts / sums * region_weights(layout)[:, None]
     return stacked.reshape(-1).astype(np.float32)
 
 

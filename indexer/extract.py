@@ -64,8 +64,11 @@ def _descriptor_for(settings: Settings) -> Descriptor:
             codebook.use_table_buffer(_shared_table)
         if multiprocessing.parent_process() is not None:
             # Parallelism comes from the processes: decoder and BLAS threads inside each worker only
-            # oversubscribe the cores (two workers were slower than one before this).
-            cv2.setNumThreads(1)
+            # oversubscribe the cores (two workers were slower than one before this). A forked worker
+            # already has one OpenCV thread (see Extractor); touching a pool inherited from the parent
+            # would hang in a forked child.
+            if cv2.getNumThreads() != 1:
+                cv2.setNumThreads(1)
             threadpool_limits(limits=1)
         _descriptor = (settings, Descriptor(codebook, layout=layout, max_side=max_side, max_pixels=max_pixels))
     return _descriptor[1]
@@ -138,6 +141,10 @@ class Extractor:
         _shared_table = mmap.mmap(-1, N_COLORS_24BIT * 2) if fork or workers == 1 else None
         self._table = _shared_table
         self._limits = None
+        # OpenCV's thread pool does not survive a fork (a forked child that reconfigures it hangs):
+        # the workers are forked while this process runs OpenCV on one thread, restored on exit.
+        self._cv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
         if workers <= 1:
             self._pool: Executor = _InProcess()
             self._limits = threadpool_limits(limits=1)  # as in the workers; undone on exit
@@ -155,6 +162,7 @@ class Extractor:
 
     def __exit__(self, *exc: object) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        cv2.setNumThreads(self._cv_threads)
         if self._limits is not None:
             self._limits.restore_original_limits()
 
