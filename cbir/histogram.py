@@ -58,7 +58,7 @@ def region_weights(layout: str) -> np.ndarray:
 def _grid_labels(height: int, width: int, cells: int) -> np.ndarray:
     rows = np.minimum(np.arange(height) * cells // height, cells - 1)
     cols = np.minimum(np.arange(width) * cells // width, cells - 1)
-    return (rows[:, None] * cells + cols[None, :]).astype(np.int64)
+    return rows[:, None] * cells + cols[None, :]  # (H, W) by broadcasting: cheap enough for any image size
 
 
 def _center_labels(height: int, width: int) -> np.ndarray:
@@ -97,23 +97,23 @@ def border_labels(codes: np.ndarray) -> np.ndarray:
     return _border_mask(_as_cv_codes(np.asarray(codes))).astype(np.int64)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)  # a collection has images of many sizes: the entries are made fast, kept small
 def _places(layout: str, height: int, width: int) -> tuple[np.ndarray, int]:
     """Each pixel's place in the joint grid of every component's regions (row-major, layout order) with the
     bic class taken as 0, shape (H, W) uint8 or uint16, and the step of the bic class (0 without bic)."""
-    place = np.zeros((height, width), dtype=np.int64)
+    parts = parse_layout(layout)
+    dtype = np.uint8 if np.prod([COMPONENTS[part] for part in parts]) <= 256 else np.uint16
+    place = np.zeros((height, width), dtype=dtype)
     bic_step = 0
-    for part in parse_layout(layout):
+    for part in parts:
         place *= COMPONENTS[part]
         bic_step *= COMPONENTS[part]
         if part == "bic":
             bic_step = 1
         elif part == "center":
-            place += _center_labels(height, width)
+            place += _center_labels(height, width).astype(dtype)
         elif part != "global":
-            place += _grid_labels(height, width, int(part[-1]))
-    places = np.prod([COMPONENTS[part] for part in parse_layout(layout)])
-    place = place.astype(np.uint8 if places <= 256 else np.uint16)
+            place += _grid_labels(height, width, int(part[-1])).astype(dtype)
     place.setflags(write=False)  # cached and shared: never modified
     return place, bic_step
 

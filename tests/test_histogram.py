@@ -52,3 +52,43 @@ def test_bad_inputs_are_named():
 def test_dominant_colors_sums_blocks():
     h = np.array([0.1, 0.3, 0.1, 0.0, 0.5, 0.0], dtype=np.float32)  # two blocks of 3
     assert dominant_colors(h, 3, top=2) == [(1, pytest.approx(0.8)), (0, pytest.approx(0.1))]
+
+
+def _reference_histogram(codes: np.ndarray, n_colors: int, layout: str) -> np.ndarray:
+    """Straight from the definition: one bincount per region, each block normalized and weighted."""
+    h, w = codes.shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    blocks = []
+    for part in layout.split("+"):
+        if part == "global":
+            regions = [np.ones((h, w), bool)]
+        elif part.startswith("grid"):
+            n = int(part[-1])
+            cell = np.minimum(rows * n // h, n - 1) * n + np.minimum(cols * n // w, n - 1)
+            regions = [cell == i for i in range(n * n)]
+        elif part == "bic":
+            padded = np.pad(codes, 1, mode="edge")
+            interior = (
+                (codes == padded[:-2, 1:-1]) & (codes == padded[2:, 1:-1]) & (codes == padded[1:-1, :-2]) & (codes == padded[1:-1, 2:])
+            )
+            regions = [interior, ~interior]
+        else:
+            pytest.skip(part)
+        for region in regions:
+            counts = np.bincount(codes[region], minlength=n_colors).astype(np.float64)
+            if counts.sum() == 0:
+                counts = np.bincount(codes.ravel(), minlength=n_colors).astype(np.float64)
+            blocks.append(counts / counts.sum() / len(regions) / len(layout.split("+")))
+    return np.concatenate(blocks)
+
+
+@pytest.mark.parametrize("layout", ["bic+grid3", "global", "grid2+bic", "global+grid2+grid3+bic", "bic"])
+@pytest.mark.parametrize("n_colors, dtype", [(7, np.uint8), (128, np.uint8), (300, np.uint16), (40, np.int64)])
+def test_histogram_equals_its_definition(layout, n_colors, dtype):
+    rng = np.random.default_rng(n_colors)
+    for shape in [(37, 53), (1, 1), (2, 5), (192, 128)]:
+        # Blocky codes, so that interior pixels exist.
+        small = rng.integers(0, n_colors, (max(1, shape[0] // 3), max(1, shape[1] // 3)))
+        codes = np.repeat(np.repeat(small, 3, axis=0), 3, axis=1)[: shape[0], : shape[1]]
+        codes = np.pad(codes, ((0, shape[0] - codes.shape[0]), (0, shape[1] - codes.shape[1])), mode="edge").astype(dtype)
+        np.testing.assert_allclose(histogram(codes, n_colors, layout=layout), _reference_histogram(codes, n_colors, layout), rtol=1e-6, atol=1e-9)
