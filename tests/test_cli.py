@@ -110,3 +110,17 @@ def test_usage_errors(folder, db):
     assert result.exit_code == 2 and "16 colors, not 32" in result.stderr
     result = runner.invoke(main, ["index", str(folder / "nope"), "--db", str(db)])
     assert result.exit_code == 2 and "not a folder" in result.stderr
+
+
+def test_progress_bars_start_no_thread():
+    """A thread alive in `cbir index` would make its workers start from a fork server (fresh
+    interpreters, one color table each) instead of being forked: tqdm's monitor must stay off."""
+    import threading
+
+    from cbir.cli import progress_bar
+
+    before = threading.active_count()
+    for quiet in (True, False):
+        with progress_bar("indexing", quiet=quiet) as progress:
+            progress(1, 2)
+            assert threading.active_count() == before

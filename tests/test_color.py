@@ -85,3 +85,21 @@ def test_lazily_filled_table_equals_the_full_table(tmp_path, centers, lut):
 def test_lazy_table_sizes():
     assert QuantizationTable(np.zeros((254, 3))).quantize(np.zeros((1, 1, 3), np.uint8)).dtype == np.uint8
     assert QuantizationTable(np.zeros((255, 3))).quantize(np.zeros((1, 1, 3), np.uint8)).dtype == np.uint16
+
+
+def test_nearest_codeword_decides_near_ties_as_float64_does():
+    """Colors almost equidistant from two codewords: the float32 pass must hand them to float64."""
+    rng = np.random.default_rng(8)
+    rgb = rng.integers(0, 256, (5000, 3), dtype=np.uint8)
+    lab = rgb_to_lab(rgb)
+    x = lab[0]
+    direction = np.array([0.6, 0.0, 0.8])
+    base = rng.uniform([0, -60, -60], [100, 60, 60], (30, 3))
+    for tiny in (1e-9, 1e-6, 1e-3, -1e-9, -1e-6):
+        centers = np.vstack([base, x + 7 * direction, x - 7 * direction * (1 + tiny)])
+        probe = np.vstack([lab, x, x + 1e-4 * direction])
+        expected = _brute_nearest(probe, centers)
+        np.testing.assert_array_equal(nearest_codewords(probe, centers), expected)
+    # An exact tie (to float64 rounding) may go to either of the two tied codewords, never elsewhere.
+    centers = np.vstack([base, x + 7 * direction, x - 7 * direction])
+    assert nearest_codewords(x[None, :], centers)[0] in (30, 31)

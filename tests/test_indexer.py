@@ -169,3 +169,28 @@ def test_a_threaded_process_indexes_through_a_fork_server_with_the_same_results(
             assert (report.moved, report.added, report.removed) == (8, 0, 0)
     finally:
         stop.set()
+
+
+def test_workers_fork_cleanly_after_this_process_ran_opencv_threads(color_folder, tmp_path):
+    """OpenCV's thread pool does not survive a fork: a worker forked from a process that ran a
+    multi-threaded OpenCV call and then reconfigured the pool hung. In a child process, with a timeout."""
+    script = f"""
+import cv2, numpy as np
+from cbir.histogram import histogram
+from cbir.store import Store
+from indexer import index_folder
+cv2.setNumThreads(2)
+codes = np.random.default_rng(0).integers(0, 128, (3000, 4000)).astype(np.uint8)
+histogram(codes, 128)  # OpenCV calls on a large image: its thread pool is running now
+with Store({str(tmp_path / "cv.db")!r}, create=True) as store:
+    report = index_folder({str(color_folder)!r}, store, n_colors=16, workers=2)
+print(report.added, cv2.getNumThreads())
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    added, threads = map(int, done.stdout.split())
+    assert added == len(scan(color_folder)[0])
+    assert threads == 2  # restored after the run
