@@ -9,8 +9,13 @@ A layout is one or more *components* joined by ``+`` (e.g. ``"global+grid2"``):
 ``bic``     two blocks by pixel class rather than by place: *interior* pixels (the
             four neighbours have the same code) and *border* pixels (Stehling et al.,
             "A compact and efficient image retrieval approach based on border/interior
-            pixel classification", CIKM 2002) -- a cheap hint of texture, still color only.
+            pixel classification", CIKM 2002) -- a cheap hint of texture, still color only;
+``classes`` three blocks by how many of the four neighbours share the pixel's code:
+            all four (*interior*), three (*edge*: a straight boundary), two or fewer
+            (*detail*: corners, thin lines, texture) -- BIC with its border class split;
+``grid3-classes`` those three classes in each cell of a 3x3 grid (27 blocks, cell-major).
 
+For the pixel classes, neighbours outside the image count as sharing the code.
 Every region's histogram is normalized to sum to 1 and weighted so that each
 component carries an equal share and the concatenated vector sums to 1.
 Equal mass per region is what the quadratic-form embedding needs.
@@ -25,10 +30,22 @@ import numpy as np
 
 from cbir.errors import BadInputError
 
-COMPONENTS = {"global": 1, "grid2": 4, "grid3": 9, "center": 5, "bic": 2}
-#: Measured on Wang and on a near-duplicate set (README, "Retrieval accuracy"): border/interior
-#: histograms plus a 3x3 grid beat a global histogram on both.
-DEFAULT_LAYOUT = "bic+grid3"
+#: What a pixel's region depends on: its place (grids, centre ellipse) or its neighbours (pixel classes).
+FACTORS = {"grid2": 4, "grid3": 9, "center": 5, "bic": 2, "classes": 3}
+#: Each component splits the pixels by the factors listed (row-major, in this order).
+COMPONENT_FACTORS: dict[str, tuple[str, ...]] = {
+    "global": (),
+    "grid2": ("grid2",),
+    "grid3": ("grid3",),
+    "center": ("center",),
+    "bic": ("bic",),
+    "classes": ("classes",),
+    "grid3-classes": ("grid3", "classes"),
+}
+COMPONENTS = {name: int(np.prod([FACTORS[f] for f in factors])) for name, factors in COMPONENT_FACTORS.items()}
+#: Measured on Wang and on two near-duplicate sets (README, "Retrieval accuracy"): the three pixel
+#: classes in every cell of a 3x3 grid, plus the classes of the whole image, beat bic+grid3 on all.
+DEFAULT_LAYOUT = "grid3-classes+classes"
 
 
 def parse_layout(layout: str) -> tuple[str, ...]:
@@ -69,24 +86,27 @@ def _center_labels(height: int, width: int) -> np.ndarray:
     return np.where(inside, 4, corner)
 
 
-#: The pixel and its 4-neighbours.
-_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-
-
 def _as_cv_codes(codes: np.ndarray) -> np.ndarray:
-    """Codes in a type OpenCV's histogram and morphology take (uint8 up to 256 colors, else uint16)."""
+    """Codes in a type OpenCV's histogram takes (uint8 up to 256 colors, else uint16)."""
     if codes.dtype in (np.uint8, np.uint16):
         return codes
     return codes.astype(np.uint8 if codes.size == 0 or codes.max() < 256 else np.uint16)
 
 
-def _border_mask(codes: np.ndarray) -> np.ndarray:
-    """True where a pixel is a BIC border pixel: a 4-neighbour inside the image has another code.
-
-    Interior pixels are those where the largest and the smallest code over the cross
-    around them agree (OpenCV's dilate and erode leave pixels outside the image out).
-    """
-    return cv2.dilate(codes, _CROSS) != cv2.erode(codes, _CROSS)
+def _same_neighbours(codes: np.ndarray) -> np.ndarray:
+    """How many of the 4 neighbours share each pixel's code (outside the image counts as sharing), uint8."""
+    same = np.zeros(codes.shape, dtype=np.uint8)
+    vertical = codes[1:] == codes[:-1]
+    same[1:] += vertical
+    same[:-1] += vertical
+    horizontal = codes[:, 1:] == codes[:, :-1]
+    same[:, 1:] += horizontal
+    same[:, :-1] += horizontal
+    same[0] += 1
+    same[-1] += 1
+    same[:, 0] += 1
+    same[:, -1] += 1
+    return same
 
 
 def border_labels(codes: np.ndarray) -> np.ndarray:
@@ -94,28 +114,45 @@ def border_labels(codes: np.ndarray) -> np.ndarray:
 
     Pixels on the image edge are compared with their neighbours inside the image only.
     """
-    return _border_mask(_as_cv_codes(np.asarray(codes))).astype(np.int64)
+    return (_same_neighbours(np.asarray(codes)) < 4).astype(np.int64)
+
+
+def pixel_classes(codes: np.ndarray) -> np.ndarray:
+    """The ``classes`` of a code image: 0 interior (4 neighbours share its code), 1 edge (3), 2 detail (<= 2);
+    shape (H, W) uint8. Neighbours outside the image count as sharing the code."""
+    same = _same_neighbours(np.asarray(codes))
+    return (same < 4).view(np.uint8) + (same < 3).view(np.uint8)
+
+
+def _factor_order(layout: str) -> tuple[str, ...]:
+    """The factors a layout uses, in order of first use: the axes of its joint histogram."""
+    order: list[str] = []
+    for part in parse_layout(layout):
+        order += [f for f in COMPONENT_FACTORS[part] if f not in order]
+    return tuple(order)
 
 
 @lru_cache(maxsize=256)  # a collection has images of many sizes: the entries are made fast, kept small
-def _places(layout: str, height: int, width: int) -> tuple[np.ndarray, int]:
-    """Each pixel's place in the joint grid of every component's regions (row-major, layout order) with the
-    bic class taken as 0, shape (H, W) uint8 or uint16, and the step of the bic class (0 without bic)."""
-    parts = parse_layout(layout)
-    dtype = np.uint8 if np.prod([COMPONENTS[part] for part in parts]) <= 256 else np.uint16
+def _places(layout: str, height: int, width: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Each pixel's index in the joint grid of the layout's factors (row-major) counting only the place
+    factors, shape (H, W) uint8 or uint16; and the steps of the bic and classes factors (0 when unused)."""
+    order = _factor_order(layout)
+    sizes = [FACTORS[f] for f in order]
+    dtype = np.uint8 if np.prod(sizes) <= 256 else np.uint16
     place = np.zeros((height, width), dtype=dtype)
-    bic_step = 0
-    for part in parts:
-        place *= COMPONENTS[part]
-        bic_step *= COMPONENTS[part]
-        if part == "bic":
-            bic_step = 1
-        elif part == "center":
+    steps = {"bic": 0, "classes": 0}
+    for factor in order:
+        place *= FACTORS[factor]
+        for name in steps:
+            steps[name] *= FACTORS[factor]
+        if factor in steps:
+            steps[factor] = 1
+        elif factor == "center":
             place += _center_labels(height, width).astype(dtype)
-        elif part != "global":
-            place += _grid_labels(height, width, int(part[-1])).astype(dtype)
+        else:
+            place += _grid_labels(height, width, int(factor[-1])).astype(dtype)
     place.setflags(write=False)  # cached and shared: never modified
-    return place, bic_step
+    return place, (steps["bic"], steps["classes"])
 
 
 def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT) -> np.ndarray:
@@ -145,21 +182,33 @@ def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT)
     if codes.ndim != 2 or codes.size == 0:
         raise BadInputError(f"expected a non-empty (H, W) code image, got shape {codes.shape}")
     codes = _as_cv_codes(codes)
-    shape = [COMPONENTS[part] for part in parse_layout(layout)]
-    places = int(np.prod(shape))
-    place, bic_step = _places(layout, *codes.shape)
-    if bic_step:
-        place = place + _border_mask(codes).astype(place.dtype) * place.dtype.type(bic_step)
+    order = _factor_order(layout)
+    sizes = [FACTORS[f] for f in order]
+    places = int(np.prod(sizes))
+    place, (bic_step, classes_step) = _places(layout, *codes.shape)
+    if bic_step or classes_step:
+        same = _same_neighbours(codes)
+        place = place.copy()
+        if bic_step:
+            place += (same < 4).view(np.uint8).astype(place.dtype) * place.dtype.type(bic_step)
+        if classes_step:
+            classes = (same < 4).view(np.uint8) + (same < 3).view(np.uint8)
+            place += classes.astype(place.dtype) * place.dtype.type(classes_step)
     if codes.dtype != place.dtype:
         codes, place = codes.astype(np.uint16), place.astype(np.uint16)
-    # One pass over the pixels (OpenCV): the joint histogram of place and code, whose
+    # One pass over the pixels (OpenCV): the joint histogram of every factor and the code, whose
     # marginals are the components' histograms. Counts are exact up to 2**24 per bin.
     joint = cv2.calcHist([place, codes], [0, 1], None, [places, n_colors], [0, places, 0, n_colors])
-    joint = joint.astype(np.float64).reshape(*shape, n_colors)
+    joint = joint.astype(np.float64).reshape(*sizes, n_colors)
     blocks = []
-    for axis, n in enumerate(shape):
-        others = tuple(a for a in range(len(shape)) if a != axis)
-        blocks.append(joint.sum(axis=others).reshape(n, n_colors) if others else joint)
+    for part in parse_layout(layout):
+        kept = [order.index(f) for f in COMPONENT_FACTORS[part]]
+        summed = tuple(axis for axis in range(len(order)) if axis not in kept)
+        marginal = joint.sum(axis=summed) if summed else joint
+        # Axes left after summing are in joint order; put them in the component's order.
+        remaining = sorted(kept)
+        marginal = np.moveaxis(marginal, [remaining.index(axis) for axis in kept], list(range(len(kept))))
+        blocks.append(marginal.reshape(COMPONENTS[part], n_colors))
     counts = np.concatenate(blocks)
     sums = counts.sum(axis=1, keepdims=True)
     empty = sums[:, 0] == 0
@@ -171,13 +220,22 @@ def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT)
     return stacked.reshape(-1).astype(np.float32)
 
 
+def keeps_areas(layout: str) -> bool:
+    """Whether a layout has blocks that split the image into equal areas (global, grid2, grid3), from
+    which :func:`global_distribution` recovers the image's color shares exactly."""
+    return any(part in ("global", "grid2", "grid3") for part in parse_layout(layout))
+
+
 def global_distribution(hist: np.ndarray, n_colors: int, *, layout: str | None = None) -> np.ndarray:
     """The image's overall color distribution recovered from a (spatial) histogram, shape (n_colors,), sums to 1.
 
     Without ``layout`` every block is summed. With it, only blocks that split the image
     by place into equal areas are used -- the ``global`` block, else the cells of a
-    grid -- because blocks of pixel classes (``bic``: interior and border pixels,
-    each normalized on its own) do not weigh colors by their share of the image.
+    grid -- because blocks of pixel classes (``bic``, ``classes``: each normalized on
+    its own) do not weigh colors by their share of the image. A layout made only of
+    pixel-class blocks (the default, ``grid3-classes+classes``) has no such block: its
+    blocks are summed, so each pixel class weighs the same and the shares are only an
+    estimate of the image's.
 
     Raises
     ------

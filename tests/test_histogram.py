@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from cbir.errors import BadInputError
-from cbir.histogram import dominant_colors, histogram, n_regions, region_weights
+from cbir.histogram import DEFAULT_LAYOUT, dominant_colors, histogram, n_regions, pixel_classes, region_weights
 
 
 def test_global_histogram_counts_and_normalizes():
@@ -62,16 +62,22 @@ def _reference_histogram(codes: np.ndarray, n_colors: int, layout: str) -> np.nd
     for part in layout.split("+"):
         if part == "global":
             regions = [np.ones((h, w), bool)]
+        elif part in ("bic", "classes", "grid3-classes"):
+            padded = np.pad(codes, 1, mode="edge")  # outside the image counts as the same code
+            same = sum((codes == padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]).astype(int) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)))
+            if part == "bic":
+                regions = [same == 4, same < 4]
+            else:
+                classes = [same == 4, same == 3, same <= 2]
+                if part == "classes":
+                    regions = classes
+                else:
+                    cell = np.minimum(rows * 3 // h, 2) * 3 + np.minimum(cols * 3 // w, 2)
+                    regions = [(cell == i) & c for i in range(9) for c in classes]
         elif part.startswith("grid"):
             n = int(part[-1])
             cell = np.minimum(rows * n // h, n - 1) * n + np.minimum(cols * n // w, n - 1)
             regions = [cell == i for i in range(n * n)]
-        elif part == "bic":
-            padded = np.pad(codes, 1, mode="edge")
-            interior = (
-                (codes == padded[:-2, 1:-1]) & (codes == padded[2:, 1:-1]) & (codes == padded[1:-1, :-2]) & (codes == padded[1:-1, 2:])
-            )
-            regions = [interior, ~interior]
         else:
             pytest.skip(part)
         for region in regions:
@@ -82,7 +88,10 @@ def _reference_histogram(codes: np.ndarray, n_colors: int, layout: str) -> np.nd
     return np.concatenate(blocks)
 
 
-@pytest.mark.parametrize("layout", ["bic+grid3", "global", "grid2+bic", "global+grid2+grid3+bic", "bic"])
+@pytest.mark.parametrize(
+    "layout",
+    [DEFAULT_LAYOUT, "bic+grid3", "global", "grid2+bic", "global+grid2+grid3+bic", "bic", "classes+grid3-classes", "grid2+bic+classes"],
+)
 @pytest.mark.parametrize("n_colors, dtype", [(7, np.uint8), (128, np.uint8), (300, np.uint16), (40, np.int64)])
 def test_histogram_equals_its_definition(layout, n_colors, dtype):
     rng = np.random.default_rng(n_colors)
@@ -92,3 +101,19 @@ def test_histogram_equals_its_definition(layout, n_colors, dtype):
         codes = np.repeat(np.repeat(small, 3, axis=0), 3, axis=1)[: shape[0], : shape[1]]
         codes = np.pad(codes, ((0, shape[0] - codes.shape[0]), (0, shape[1] - codes.shape[1])), mode="edge").astype(dtype)
         np.testing.assert_allclose(histogram(codes, n_colors, layout=layout), _reference_histogram(codes, n_colors, layout), rtol=1e-6, atol=1e-9)
+
+
+def test_pixel_classes_by_hand():
+    codes = np.array(
+        [
+            [0, 0, 0, 1],
+            [0, 0, 0, 1],
+            [0, 0, 2, 1],
+        ]
+    )
+    # Same-code neighbours (outside counts as same): interior 4, edge 3, detail <= 2.
+    assert pixel_classes(codes).tolist() == [[0, 0, 1, 1], [0, 0, 2, 1], [0, 1, 2, 1]]
+    assert DEFAULT_LAYOUT == "grid3-classes+classes" and n_regions(DEFAULT_LAYOUT) == 30
+    h = histogram(codes, 3, layout="classes").reshape(3, 3)
+    # interior: five 0s; edge: two 0s and three 1s; detail: one 0 and the 2.
+    np.testing.assert_allclose(h * 3, [[1, 0, 0], [2 / 5, 3 / 5, 0], [1 / 2, 0, 1 / 2]], atol=1e-6)

@@ -82,7 +82,9 @@ def test_bad_queries(searcher, indexed, tmp_path):
 
 
 def test_ties_are_broken_by_id(tmp_path):
-    codebook = Codebook(np.array([[20.0, 0, 0], [50.0, 0, 0], [80.0, 0, 0]]))
+    # Codewords over 100 L*a*b* units apart: chi2-soft's Gaussian spreading between them underflows to
+    # exactly 0 (30 units apart it leaves ~1e-16 after the power 0.35, and the ties become rounding noise).
+    codebook = Codebook(np.array([[0.0, -100, 0], [50.0, 0, 0], [100.0, 100, 0]]))
     histograms = [np.array([1, 0, 0]), np.array([0, 1, 0]), np.array([1, 0, 0]), np.array([0, 0, 1]), np.array([1, 0, 0])]
     with Store(tmp_path / "t.db", create=True) as store:
         cid = store.save_codebook(codebook, "global")
