@@ -25,6 +25,8 @@ class Extracted:
     width: int
     height: int
     content_hash: str
+    #: With ``of_bytes(..., shares=True)``: every codeword's share of the analysed pixels, shape (k,).
+    shares: np.ndarray | None = None
 
 
 def content_hash(data: bytes) -> str:
@@ -60,15 +62,23 @@ class Descriptor:
         """Length of a histogram."""
         return n_regions(self.layout) * self.codebook.n_colors
 
-    def of_rgb(self, rgb: np.ndarray) -> np.ndarray:
-        """Histogram of a uint8 RGB array (H, W, 3), shape (dim,) float32."""
+    @staticmethod
+    def _checked(rgb: np.ndarray) -> np.ndarray:
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.size == 0:
             raise BadInputError(f"expected a uint8 RGB image of shape (H, W, 3), got {rgb.dtype} {rgb.shape}")
-        return histogram(self.codebook.quantize(rgb), self.codebook.n_colors, layout=self.layout)
+        return rgb
 
-    def of_bytes(self, data: bytes, *, path: object = "<bytes>") -> Extracted:
+    def of_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """Histogram of a uint8 RGB array (H, W, 3), shape (dim,) float32."""
+        return histogram(self.codebook.quantize(self._checked(rgb)), self.codebook.n_colors, layout=self.layout)
+
+    def of_bytes(self, data: bytes, *, path: object = "<bytes>", shares: bool = False) -> Extracted:
         """Decode encoded image bytes and describe them.
+
+        With ``shares``, also every codeword's share of the pixels: the image's color
+        distribution by area, which a layout of pixel-class blocks (the default) does
+        not keep (palettes need it).
 
         Raises
         ------
@@ -76,11 +86,17 @@ class Descriptor:
             If the bytes are not a readable image or are over the pixel limit.
         """
         decoded = decode_image(data, path=path, max_side=self.max_side, max_pixels=self.max_pixels)
-        return Extracted(self.of_rgb(decoded.rgb), decoded.width, decoded.height, content_hash(data))
+        rgb = self._checked(decoded.rgb)
+        codes = self.codebook.quantize(rgb)
+        histogram_ = histogram(codes, self.codebook.n_colors, layout=self.layout)
+        found = None
+        if shares:
+            found = np.bincount(codes.reshape(-1), minlength=self.codebook.n_colors)[: self.codebook.n_colors] / codes.size
+        return Extracted(histogram_, decoded.width, decoded.height, content_hash(data), found)
 
-    def of_file(self, path: str | os.PathLike[str]) -> Extracted:
+    def of_file(self, path: str | os.PathLike[str], *, shares: bool = False) -> Extracted:
         """Read, decode and describe an image file (see :meth:`of_bytes`)."""
-        return self.of_bytes(read_bytes(path), path=path)
+        return self.of_bytes(read_bytes(path), path=path, shares=shares)
 
     def of_colors(self, colors: Iterable[tuple[Sequence[int], float]]) -> np.ndarray:
         """Histogram of a query by colors (QBIC-style): a few sRGB colors with weights.

@@ -564,5 +564,28 @@ def indexed_palette(store: Store, image_id: int, *, k: int = 8, sort: str = DEFA
     found = store.codebook()
     if found is None:
         raise StoreError(f"{store.display} has no images indexed yet")
-    histogram = store.histograms([int(image_id)])[0]
-    return palette_from_histogram(histogram, found[1], k=k, sort=sort, layout=found[2])
+    row = store.image(int(image_id))
+    if row is None:
+        raise StoreError(f"{store.display} has no image with id {image_id}")
+    shares = area_shares(row.path, found[1], found[2])
+    if shares is not None:
+        return palette_from_histogram(shares, found[1], k=k, sort=sort)
+    return palette_from_histogram(np.frombuffer(row.histogram, dtype="<f4"), found[1], k=k, sort=sort, layout=found[2])
+
+
+def area_shares(path: str, codebook: Codebook, layout: str) -> np.ndarray | None:
+    """Every codeword's share of an indexed image's pixels, read again from its file, when the index's
+    layout does not keep them (pixel-class blocks only, as the default); None when it does, or when the
+    file can no longer be read (then the stored blocks give an estimate)."""
+    from cbir.descriptor import Descriptor
+    from cbir.errors import BadImageError
+    from cbir.histogram import keeps_areas
+    from cbir.images import DEFAULT_MAX_SIDE
+
+    if keeps_areas(layout):
+        return None
+    descriptor = Descriptor(codebook, layout=layout, max_side=int(codebook.params.get("max_side", DEFAULT_MAX_SIDE)))
+    try:
+        return descriptor.of_file(path, shares=True).shares
+    except BadImageError:
+        return None

@@ -40,7 +40,7 @@ from cbir.color_query import MAX_QUERY_COLORS, parse_hex, to_hex
 from cbir.descriptor import Descriptor
 from cbir.distances import DEFAULT_METRIC, METRICS
 from cbir.errors import BadImageError, BadInputError, CbirError, StoreError
-from cbir.palette import palette_from_histogram
+from cbir.palette import area_shares, palette_from_histogram
 from search.searcher import Searcher
 from search.thumbnails import DEFAULT_CACHE_BYTES, DEFAULT_THUMBNAIL_SIZE, Thumbnails
 
@@ -136,18 +136,25 @@ class _Service:
     def codebook(self) -> Codebook:
         return self.searcher.codebook
 
-    def palette(self, histogram: np.ndarray) -> list[dict[str, Any]]:
-        """The dominant codewords of a histogram, largest share first, shares summing to 1."""
-        return palette_from_histogram(
-            histogram, self.codebook, k=PALETTE_SIZE, sort="proportion", layout=self.searcher.descriptor.layout
-        )
+    def palette(self, histogram: np.ndarray, *, shares: np.ndarray | None = None, path: str | None = None) -> list[dict[str, Any]]:
+        """The dominant codewords of an image, largest share first, shares summing to 1: from its
+        color shares when given, or read again from ``path`` when the layout does not keep them."""
+        layout = self.searcher.descriptor.layout
+        if shares is None and path is not None:
+            shares = area_shares(path, self.codebook, layout)
+        if shares is not None:
+            return palette_from_histogram(shares, self.codebook, k=PALETTE_SIZE, sort="proportion")
+        return palette_from_histogram(histogram, self.codebook, k=PALETTE_SIZE, sort="proportion", layout=layout)
 
-    def search(self, histogram: np.ndarray, *, kind: str, label: str, k: int, metric: str, started: float) -> dict[str, Any]:
+    def search(
+        self, histogram: np.ndarray, *, kind: str, label: str, k: int, metric: str, started: float,
+        shares: np.ndarray | None = None, path: str | None = None,
+    ) -> dict[str, Any]:
         with self.lock:
             results = self.searcher.search_histogram(histogram, k=k, metric=metric)
         stored = self._histograms([r.id for r in results])
         return {
-            "query": {"kind": kind, "label": label, "palette": self.palette(histogram)},
+            "query": {"kind": kind, "label": label, "palette": self.palette(histogram, shares=shares, path=path)},
             "metric": metric,
             "k": k,
             "milliseconds": round((time.perf_counter() - started) * 1000.0, 2),
@@ -160,7 +167,7 @@ class _Service:
                     "distance": result.distance,
                     "thumbnail": f"/api/images/{result.id}/thumbnail",
                     "image": f"/api/images/{result.id}",
-                    "palette": self.palette(stored[result.id]),
+                    "palette": self.palette(stored[result.id], path=result.path),
                 }
                 for result in results
                 if result.id in stored  # else removed by an index run since the search
@@ -339,8 +346,10 @@ def create_app(
         started = time.perf_counter()
         name = image.filename or "upload"
         data = image.file.read()
-        histogram = service.upload_descriptor.of_bytes(data, path=f"upload {name!r}").histogram
-        return service.search(histogram, kind="image", label=name, k=k, metric=metric.value, started=started)
+        found = service.upload_descriptor.of_bytes(data, path=f"upload {name!r}", shares=True)
+        return service.search(
+            found.histogram, kind="image", label=name, k=k, metric=metric.value, started=started, shares=found.shares
+        )
 
     @app.post("/api/search/colors", response_model=SearchResponse, summary="Search by colors with weights (QBIC-style)")
     def search_colors(
@@ -367,7 +376,7 @@ def create_app(
         row = service.row(image_id)
         histogram = np.frombuffer(row.histogram, dtype="<f4")
         label = os.path.basename(row.path)
-        return service.search(histogram, kind="similar", label=label, k=k, metric=metric.value, started=started)
+        return service.search(histogram, kind="similar", label=label, k=k, metric=metric.value, started=started, path=row.path)
 
     @app.get("/api/images/{image_id}/thumbnail", summary="A JPEG thumbnail of an indexed image",
              response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, 404: {}})

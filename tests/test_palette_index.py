@@ -105,3 +105,27 @@ def test_quantize_codebook_errors(indexed: tuple[Path, Path], tmp_path: Path) ->
     assert both.exit_code == 2 and "Usage:" in both.stderr
     missing = CliRunner().invoke(main, ["quantize", image, "--codebook", str(tmp_path / "none.db"), "--out", str(tmp_path / "o.png")])
     assert missing.exit_code == 2 and "no index at" in missing.stderr and missing.stderr.strip().count("\n") == 0
+
+
+def test_indexed_palette_of_the_default_layout_reads_the_shares_from_the_file(tmp_path: Path) -> None:
+    """The default layout keeps pixel-class blocks only, which weigh each class alike: the palette of an
+    indexed image takes its shares from the file; if the file is gone, from the blocks (an estimate)."""
+    from cbir.histogram import DEFAULT_LAYOUT, keeps_areas
+
+    assert not keeps_areas(DEFAULT_LAYOUT) and keeps_areas("bic+grid3")
+    folder = tmp_path / "images"
+    for name, other in (("red", "yellow"), ("navy", "white"), ("green", "black")):
+        write_image(folder / f"{name}.png", two_tone(PALETTE[name], PALETTE[other], 0.7))
+    with Store(tmp_path / "d.db", create=True) as store:
+        index_folder(folder, store, n_colors=16, workers=1)
+        _, codebook, layout = store.codebook()  # type: ignore[misc]
+        assert layout == DEFAULT_LAYOUT
+        image_id = store.id_of_path(str(folder / "red.png"))
+        assert image_id is not None
+        exact = indexed_palette(store, image_id, k=4)
+        assert [round(c["proportion"], 2) for c in exact] == [0.7, 0.3]
+        estimate = palette_from_histogram(store.histograms([image_id])[0], codebook, k=4, layout=layout)
+        assert [c["hex"] for c in estimate] == [c["hex"] for c in exact]
+        assert abs(estimate[0]["proportion"] - 0.7) > 0.02  # the blocks alone are off
+        (folder / "red.png").unlink()
+        assert indexed_palette(store, image_id, k=4) == estimate
