@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from cbir.color import QuantizationTable, pack_rgb, rgb_to_lab
+from cbir.color import N_COLORS_24BIT, QuantizationTable, pack_rgb, rgb_to_lab
 from cbir.errors import BadInputError
 
 MIN_COLORS = 16
@@ -22,7 +22,7 @@ MAX_SAMPLE_PIXELS = 400_000
 #: Images decoded to learn the codebook (a seeded random subset of larger corpora).
 MAX_SAMPLE_IMAGES = 400
 #: k-means: Lloyd iterations, and at most this many sampled pixels per codeword in them.
-KMEANS_ITERATIONS = 50
+KMEANS_ITERATIONS = 25
 KMEANS_POINTS_PER_CENTER = 1000
 
 
@@ -144,7 +144,9 @@ def codebook_from_pixels(
     if not chunks or not sum(map(len, chunks)):
         raise BadInputError("no readable images to learn a color codebook from")
     pixels = np.concatenate(chunks)
-    distinct = np.unique(pack_rgb(pixels))
+    seen = np.zeros(N_COLORS_24BIT, dtype=bool)  # 16 MB, and no sort of the sample as np.unique would do
+    seen[pack_rgb(pixels)] = True
+    distinct = np.flatnonzero(seen)
     note = None
     params = {
         "requested_colors": n_colors,

@@ -73,12 +73,13 @@ class Descriptor:
         """Histogram of a uint8 RGB array (H, W, 3), shape (dim,) float32."""
         return histogram(self.codebook.quantize(self._checked(rgb)), self.codebook.n_colors, layout=self.layout)
 
-    def of_bytes(self, data: bytes, *, path: object = "<bytes>", shares: bool = False) -> Extracted:
+    def of_bytes(self, data: bytes, *, path: object = "<bytes>", shares: bool = False, digest: str | None = None) -> Extracted:
         """Decode encoded image bytes and describe them.
 
         With ``shares``, also every codeword's share of the pixels: the image's color
         distribution by area, which a layout of pixel-class blocks (the default) does
-        not keep (palettes need it).
+        not keep (palettes need it). ``digest``: the bytes' :func:`content_hash`, when
+        the caller has it already.
 
         Raises
         ------
@@ -92,7 +93,7 @@ class Descriptor:
         found = None
         if shares:
             found = np.bincount(codes.reshape(-1), minlength=self.codebook.n_colors)[: self.codebook.n_colors] / codes.size
-        return Extracted(histogram_, decoded.width, decoded.height, content_hash(data), found)
+        return Extracted(histogram_, decoded.width, decoded.height, digest or content_hash(data), found)
 
     def of_file(self, path: str | os.PathLike[str], *, shares: bool = False) -> Extracted:
         """Read, decode and describe an image file (see :meth:`of_bytes`)."""

@@ -85,7 +85,7 @@ def _extract(settings: Settings, path: str) -> Outcome:
         digest = content_hash(data)
         if digest in _known_hashes:
             return Outcome(path, content_hash=digest)
-        found = _descriptor_for(settings).of_bytes(data, path=path)
+        found = _descriptor_for(settings).of_bytes(data, path=path, digest=digest)
         return Outcome(path, digest, found.histogram, found.width, found.height)
     except BadImageError as exc:
         return Outcome(path, error=exc.reason)
