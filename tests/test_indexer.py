@@ -189,7 +189,7 @@ print(report.added, cv2.getNumThreads())
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     added, threads = map(int, done.stdout.split())
     assert added == len(scan(color_folder)[0])
