@@ -16,6 +16,7 @@ Errors are JSON ``{"error": "..."}``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import mimetypes
@@ -49,6 +50,8 @@ DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
 DEFAULT_MAX_UPLOAD_PIXELS = 50_000_000
 DEFAULT_K = 10
 MAX_K = 200
+#: Images whose color shares (read from their files for palettes) are kept in memory.
+SHARES_CACHE_SIZE = 4096
 #: Colors shown in a palette strip.
 PALETTE_SIZE = 8
 
@@ -131,6 +134,11 @@ class _Service:
     # changes; two threads doing that at once would build twice and write the same temporary file.
     # One search at a time; decoding uploads, reading rows and making palettes happen outside the lock.
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    # Color shares read from result files (layouts without area blocks), by (path, size, mtime):
+    # a page of results costs a decode per image the first time only.
+    shares_cache: collections.OrderedDict[tuple[str, int, int], np.ndarray | None] = dataclasses.field(
+        default_factory=collections.OrderedDict
+    )
 
     @property
     def codebook(self) -> Codebook:
@@ -141,10 +149,25 @@ class _Service:
         color shares when given, or read again from ``path`` when the layout does not keep them."""
         layout = self.searcher.descriptor.layout
         if shares is None and path is not None:
-            shares = area_shares(path, self.codebook, layout)
+            shares = self._file_shares(path, layout)
         if shares is not None:
             return palette_from_histogram(shares, self.codebook, k=PALETTE_SIZE, sort="proportion")
         return palette_from_histogram(histogram, self.codebook, k=PALETTE_SIZE, sort="proportion", layout=layout)
+
+    def _file_shares(self, path: str, layout: str) -> np.ndarray | None:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None  # gone: the stored blocks give an estimate
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if key in self.shares_cache:
+            self.shares_cache.move_to_end(key)
+            return self.shares_cache[key]
+        shares = area_shares(path, self.codebook, layout)
+        self.shares_cache[key] = shares
+        while len(self.shares_cache) > SHARES_CACHE_SIZE:
+            self.shares_cache.popitem(last=False)
+        return shares
 
     def search(
         self, histogram: np.ndarray, *, kind: str, label: str, k: int, metric: str, started: float,

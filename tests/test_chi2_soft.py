@@ -118,3 +118,14 @@ def test_global_distribution_ignores_pixel_class_blocks() -> None:
     assert dominant_colors(hist, 2, layout="bic+grid3") == [(0, pytest.approx(2 / 3)), (1, pytest.approx(1 / 3))]
     with pytest.raises(BadInputError, match="11 blocks"):
         global_distribution(hist[:4], 2, layout="bic+grid3")
+
+
+def test_spreading_matrix_has_no_subnormal_entries() -> None:
+    """Codewords ~80 Lab units apart give Gaussian weights in the subnormal range (e^-720), which made
+    every product with the matrix four times slower: they are flushed to exact zeros."""
+    centers = np.array([[0.0, 0, 0], [80.5, 0, 0], [40.0, 0, 0], [41.0, 0, 0]])
+    spread = soft_similarity(centers)
+    tiny = np.finfo(np.float64).tiny
+    assert not ((spread > 0) & (spread < tiny)).any()
+    assert spread[1, 0] == 0.0 and spread[3, 2] > 0.1
+    np.testing.assert_allclose(spread.sum(axis=0), 1.0, rtol=1e-12)
