@@ -139,6 +139,7 @@ class _Service:
     shares_cache: collections.OrderedDict[tuple[str, int, int], np.ndarray | None] = dataclasses.field(
         default_factory=collections.OrderedDict
     )
+    shares_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @property
     def codebook(self) -> Codebook:
@@ -160,13 +161,15 @@ class _Service:
         except OSError:
             return None  # gone: the stored blocks give an estimate
         key = (path, stat.st_size, stat.st_mtime_ns)
-        if key in self.shares_cache:
-            self.shares_cache.move_to_end(key)
-            return self.shares_cache[key]
-        shares = area_shares(path, self.codebook, layout)
-        self.shares_cache[key] = shares
-        while len(self.shares_cache) > SHARES_CACHE_SIZE:
-            self.shares_cache.popitem(last=False)
+        with self.shares_lock:  # routes run on several threads
+            if key in self.shares_cache:
+                self.shares_cache.move_to_end(key)
+                return self.shares_cache[key]
+        shares = area_shares(path, self.codebook, layout)  # decoded outside the lock
+        with self.shares_lock:
+            self.shares_cache[key] = shares
+            while len(self.shares_cache) > SHARES_CACHE_SIZE:
+                self.shares_cache.popitem(last=False)
         return shares
 
     def search(
