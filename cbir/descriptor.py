@@ -14,7 +14,7 @@ from cbir.color import nearest_codewords, rgb_to_lab
 from cbir.color_query import check_colors
 from cbir.errors import BadInputError
 from cbir.histogram import histogram, n_regions, parse_layout, region_weights
-from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, decode_image, read_bytes
+from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, DecodedImage, decode_image, read_bytes
 
 
 @dataclass(frozen=True)
@@ -73,31 +73,45 @@ class Descriptor:
         """Histogram of a uint8 RGB array (H, W, 3), shape (dim,) float32."""
         return histogram(self.codebook.quantize(self._checked(rgb)), self.codebook.n_colors, layout=self.layout)
 
+    def _codes(self, data: bytes, path: object) -> tuple[DecodedImage, np.ndarray]:
+        decoded = decode_image(data, path=path, max_side=self.max_side, max_pixels=self.max_pixels)
+        return decoded, self.codebook.quantize(self._checked(decoded.rgb))
+
+    def _shares(self, codes: np.ndarray) -> np.ndarray:
+        return np.bincount(codes.reshape(-1), minlength=self.codebook.n_colors)[: self.codebook.n_colors] / codes.size
+
     def of_bytes(self, data: bytes, *, path: object = "<bytes>", shares: bool = False, digest: str | None = None) -> Extracted:
         """Decode encoded image bytes and describe them.
 
-        With ``shares``, also every codeword's share of the pixels: the image's color
-        distribution by area, which a layout of pixel-class blocks (the default) does
-        not keep (palettes need it). ``digest``: the bytes' :func:`content_hash`, when
-        the caller has it already.
+        With ``shares``, also every codeword's share of the pixels (see :meth:`shares_of_file`).
+        ``digest``: the bytes' :func:`content_hash`, when the caller has it already.
 
         Raises
         ------
         BadImageError
             If the bytes are not a readable image or are over the pixel limit.
         """
-        decoded = decode_image(data, path=path, max_side=self.max_side, max_pixels=self.max_pixels)
-        rgb = self._checked(decoded.rgb)
-        codes = self.codebook.quantize(rgb)
+        decoded, codes = self._codes(data, path)
         histogram_ = histogram(codes, self.codebook.n_colors, layout=self.layout)
-        found = None
-        if shares:
-            found = np.bincount(codes.reshape(-1), minlength=self.codebook.n_colors)[: self.codebook.n_colors] / codes.size
+        found = self._shares(codes) if shares else None
         return Extracted(histogram_, decoded.width, decoded.height, digest or content_hash(data), found)
 
-    def of_file(self, path: str | os.PathLike[str], *, shares: bool = False) -> Extracted:
+    def of_file(self, path: str | os.PathLike[str]) -> Extracted:
         """Read, decode and describe an image file (see :meth:`of_bytes`)."""
-        return self.of_bytes(read_bytes(path), path=path, shares=shares)
+        return self.of_bytes(read_bytes(path), path=path)
+
+    def shares_of_file(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """Every codeword's share of an image file's analysed pixels, shape (k,), sums to 1.
+
+        The image's color distribution by area, which a layout of pixel-class blocks (the
+        default) does not keep and palettes need; no histogram or content hash is made.
+
+        Raises
+        ------
+        BadImageError
+            If the file cannot be read or decoded.
+        """
+        return self._shares(self._codes(read_bytes(path), path)[1])
 
     def of_colors(self, colors: Iterable[tuple[Sequence[int], float]]) -> np.ndarray:
         """Histogram of a query by colors (QBIC-style): a few sRGB colors with weights.

@@ -117,11 +117,14 @@ def border_labels(codes: np.ndarray) -> np.ndarray:
     return (_same_neighbours(np.asarray(codes)) < 4).astype(np.int64)
 
 
+def _classes(same: np.ndarray) -> np.ndarray:
+    return (same < 4).view(np.uint8) + (same < 3).view(np.uint8)
+
+
 def pixel_classes(codes: np.ndarray) -> np.ndarray:
     """The ``classes`` of a code image: 0 interior (4 neighbours share its code), 1 edge (3), 2 detail (<= 2);
     shape (H, W) uint8. Neighbours outside the image count as sharing the code."""
-    same = _same_neighbours(np.asarray(codes))
-    return (same < 4).view(np.uint8) + (same < 3).view(np.uint8)
+    return _classes(_same_neighbours(np.asarray(codes)))
 
 
 def _factor_order(layout: str) -> tuple[str, ...]:
@@ -192,8 +195,7 @@ def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT)
         if bic_step:
             place += (same < 4).view(np.uint8).astype(place.dtype) * place.dtype.type(bic_step)
         if classes_step:
-            classes = (same < 4).view(np.uint8) + (same < 3).view(np.uint8)
-            place += classes.astype(place.dtype) * place.dtype.type(classes_step)
+            place += _classes(same).astype(place.dtype) * place.dtype.type(classes_step)
     if codes.dtype != place.dtype:
         codes, place = codes.astype(np.uint16), place.astype(np.uint16)
     # One pass over the pixels (OpenCV): the joint histogram of every factor and the code, whose
@@ -220,10 +222,14 @@ def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT)
     return stacked.reshape(-1).astype(np.float32)
 
 
+#: Components whose blocks split the image into equal areas, in the order global_distribution prefers them.
+_AREA_COMPONENTS = ("global", "grid3", "grid2")
+
+
 def keeps_areas(layout: str) -> bool:
     """Whether a layout has blocks that split the image into equal areas (global, grid2, grid3), from
     which :func:`global_distribution` recovers the image's color shares exactly."""
-    return any(part in ("global", "grid2", "grid3") for part in parse_layout(layout))
+    return any(part in _AREA_COMPONENTS for part in parse_layout(layout))
 
 
 def global_distribution(hist: np.ndarray, n_colors: int, *, layout: str | None = None) -> np.ndarray:
@@ -248,7 +254,7 @@ def global_distribution(hist: np.ndarray, n_colors: int, *, layout: str | None =
         if n_regions(layout) != len(blocks):
             raise BadInputError(f"a {layout!r} histogram has {n_regions(layout)} blocks, got {len(blocks)}")
         starts = np.cumsum([0] + [COMPONENTS[part] for part in parts])
-        for wanted in ("global", "grid3", "grid2"):
+        for wanted in _AREA_COMPONENTS:
             if wanted in parts:
                 i = parts.index(wanted)
                 blocks = blocks[starts[i] : starts[i + 1]]

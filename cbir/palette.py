@@ -586,6 +586,6 @@ def area_shares(path: str, codebook: Codebook, layout: str) -> np.ndarray | None
         return None
     descriptor = Descriptor(codebook, layout=layout, max_side=int(codebook.params.get("max_side", DEFAULT_MAX_SIDE)))
     try:
-        return descriptor.of_file(path, shares=True).shares
+        return descriptor.shares_of_file(path)
     except BadImageError:
         return None
