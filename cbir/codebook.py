@@ -68,9 +68,13 @@ class Codebook:
         :class:`cbir.color.QuantizationTable`), so the cost is one lookup per pixel
         once the image's colors have been seen.
         """
+        return self.quantize_many([rgb])[0]
+
+    def quantize_many(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Codes of several uint8 RGB images, their new colors looked up once, together (see :meth:`quantize`)."""
         if self._table is None:
             self._table = QuantizationTable(self.centers)
-        return self._table.quantize(rgb)
+        return self._table.quantize_many(images)
 
     def rgb_centers(self) -> np.ndarray:
         """Codewords as uint8 sRGB, shape (k, 3)."""

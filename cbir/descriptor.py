@@ -73,9 +73,18 @@ class Descriptor:
         """Histogram of a uint8 RGB array (H, W, 3), shape (dim,) float32."""
         return histogram(self.codebook.quantize(self._checked(rgb)), self.codebook.n_colors, layout=self.layout)
 
+    def decode(self, data: bytes, *, path: object = "<bytes>") -> DecodedImage:
+        """Decode encoded image bytes at this descriptor's resolution (see :func:`cbir.images.decode_image`)."""
+        return decode_image(data, path=path, max_side=self.max_side, max_pixels=self.max_pixels)
+
     def _codes(self, data: bytes, path: object) -> tuple[DecodedImage, np.ndarray]:
-        decoded = decode_image(data, path=path, max_side=self.max_side, max_pixels=self.max_pixels)
+        decoded = self.decode(data, path=path)
         return decoded, self.codebook.quantize(self._checked(decoded.rgb))
+
+    def of_decoded_many(self, images: list[DecodedImage]) -> list[np.ndarray]:
+        """Histograms of decoded images, their new colors looked up together (see :meth:`Codebook.quantize_many`)."""
+        codes = self.codebook.quantize_many([self._checked(image.rgb) for image in images])
+        return [histogram(c, self.codebook.n_colors, layout=self.layout) for c in codes]
 
     def _shares(self, codes: np.ndarray) -> np.ndarray:
         return np.bincount(codes.reshape(-1), minlength=self.codebook.n_colors)[: self.codebook.n_colors] / codes.size

@@ -26,7 +26,7 @@ from cbir.codebook import Codebook, sample_pixels
 from cbir.color import N_COLORS_24BIT, QuantizationTable
 from cbir.descriptor import Descriptor, content_hash
 from cbir.errors import BadImageError
-from cbir.images import load_image, read_bytes
+from cbir.images import DecodedImage, load_image, read_bytes
 
 # Set in the parent before the workers are forked and inherited (the table), or sent to each worker (the hashes).
 _shared_table: mmap.mmap | None = None
@@ -79,24 +79,42 @@ def _set_known_hashes(known: frozenset[str]) -> None:
     _known_hashes = known
 
 
-def _extract(settings: Settings, path: str) -> Outcome:
+def _failed(path: str, exc: BaseException) -> Outcome:
+    if isinstance(exc, BadImageError):
+        return Outcome(path, error=exc.reason)
+    if isinstance(exc, MemoryError):
+        return Outcome(path, error="out of memory while decoding")
+    return Outcome(path, error=f"unexpected decoder error ({type(exc).__name__}: {exc})")
+
+
+def _decode(descriptor: Descriptor, path: str) -> Outcome | tuple[str, DecodedImage]:
     try:
         data = read_bytes(path)
         digest = content_hash(data)
         if digest in _known_hashes:
             return Outcome(path, content_hash=digest)
-        found = _descriptor_for(settings).of_bytes(data, path=path, digest=digest)
-        return Outcome(path, digest, found.histogram, found.width, found.height)
-    except BadImageError as exc:
-        return Outcome(path, error=exc.reason)
-    except MemoryError:
-        return Outcome(path, error="out of memory while decoding")
+        return digest, descriptor.decode(data, path=path)
     except Exception as exc:  # noqa: BLE001 - a decoder bug on one hostile file must not stop the batch
-        return Outcome(path, error=f"unexpected decoder error ({type(exc).__name__}: {exc})")
+        return _failed(path, exc)
 
 
 def _extract_many(settings: Settings, paths: list[str]) -> list[Outcome]:
-    return [_extract(settings, path) for path in paths]
+    """Decode every file, then quantize them together: colors new to the run are looked up once per task."""
+    descriptor = _descriptor_for(settings)
+    decoded = [_decode(descriptor, path) for path in paths]
+    images = [(path, *found) for path, found in zip(paths, decoded) if not isinstance(found, Outcome)]
+    try:
+        histograms = descriptor.of_decoded_many([image for _, _, image in images])
+    except Exception:  # noqa: BLE001 - one bad image must not fail the others: describe them one by one
+        histograms = [None] * len(images)
+    described: dict[str, Outcome] = {}
+    for (path, digest, image), found in zip(images, histograms):
+        try:
+            found = descriptor.of_decoded_many([image])[0] if found is None else found
+            described[path] = Outcome(path, digest, found, image.width, image.height)
+        except Exception as exc:  # noqa: BLE001
+            described[path] = _failed(path, exc)
+    return [found if isinstance(found, Outcome) else described[path] for path, found in zip(paths, decoded)]
 
 
 def _sample_many(job: tuple[list[tuple[int, str]], int, int, int, int]) -> list[np.ndarray | None]:

@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from cbir.color import QuantizationTable, build_lut, lab_to_rgb, nearest_codewords, pack_rgb, quantize, rgb_to_lab
+from cbir.color import (
+    QuantizationTable,
+    build_lut,
+    distinct,
+    lab_to_rgb,
+    nearest_codewords,
+    pack_rgb,
+    quantize,
+    rgb_to_lab,
+)
 from cbir.errors import BadInputError
 from cbir.images import load_image
 from tests.conftest import gradient, noisy, write_image
@@ -103,3 +112,34 @@ def test_nearest_codeword_decides_near_ties_as_float64_does():
     # An exact tie (to float64 rounding) may go to either of the two tied codewords, never elsewhere.
     centers = np.vstack([base, x + 7 * direction, x - 7 * direction])
     assert nearest_codewords(x[None, :], centers)[0] in (30, 31)
+
+
+def test_table_decides_near_ties_of_24_bit_colors_as_float64_does():
+    """The lazy table converts new colors in float32 too: near-ties must still go to float64."""
+    rng = np.random.default_rng(9)
+    rgb = rng.choice(np.arange(0, 256, 17, dtype=np.uint8), size=(60, 3))  # colors far apart in Lab
+    rgb = np.unique(rgb, axis=0)
+    lab = rgb_to_lab(rgb)
+    direction = rng.normal(size=(len(lab), 3))
+    direction *= 0.4 / np.linalg.norm(direction, axis=1, keepdims=True)
+    image = np.concatenate([rgb, rng.integers(0, 256, (3000, 3), dtype=np.uint8)])[None, :, :]
+    for tiny in (1e-9, 1e-7, 1e-5, -1e-9, -1e-7):
+        # Every sampled color sits almost on the bisector of its own pair of codewords.
+        centers = np.concatenate([lab + direction, lab - direction * (1 + tiny)])
+        expected = _brute_nearest(rgb_to_lab(image[0]), centers)
+        np.testing.assert_array_equal(QuantizationTable(centers).quantize(image)[0], expected)
+
+
+def test_quantize_many_equals_one_at_a_time(centers, lut):
+    rng = np.random.default_rng(10)
+    base = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    images = [base, base[::2, ::3].copy(), rng.integers(0, 256, (7, 9, 3), dtype=np.uint8), np.clip(base.astype(int) + 3, 0, 255).astype(np.uint8)]
+    table = QuantizationTable(centers)
+    for rgb, codes in zip(images, table.quantize_many(images)):
+        np.testing.assert_array_equal(codes, quantize(rgb, lut))
+
+
+def test_distinct_is_sorted_unique():
+    values = np.random.default_rng(11).integers(0, 1000, 5000).astype(np.uint32)
+    np.testing.assert_array_equal(distinct(values), np.unique(values))
+    assert len(distinct(np.array([], dtype=np.uint32))) == 0
