@@ -158,6 +158,28 @@ def _places(layout: str, height: int, width: int) -> tuple[np.ndarray, tuple[int
     return place, (steps["bic"], steps["classes"])
 
 
+@lru_cache(maxsize=64)
+def _marginals(layout: str) -> tuple[np.ndarray, np.ndarray]:
+    """The 0/1 matrix (n_regions, joint places) that sums the joint histogram's rows into every
+    component's blocks (in the component's factor order, row-major), and the region weights (n_regions, 1)."""
+    order = _factor_order(layout)
+    sizes = [FACTORS[f] for f in order]
+    places = int(np.prod(sizes))
+    axes = np.indices(sizes).reshape(len(sizes), places)  # each joint place's index along every factor
+    blocks = []
+    for part in parse_layout(layout):
+        region = np.zeros(places, dtype=np.int64)
+        for factor in COMPONENT_FACTORS[part]:
+            region = region * FACTORS[factor] + axes[order.index(factor)]
+        block = np.zeros((COMPONENTS[part], places))
+        block[region, np.arange(places)] = 1.0
+        blocks.append(block)
+    matrix, weights = np.concatenate(blocks), region_weights(layout)[:, None]
+    matrix.setflags(write=False)
+    weights.setflags(write=False)
+    return matrix, weights
+
+
 def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT) -> np.ndarray:
     """Normalized (spatial) color histogram of a code image.
 
@@ -201,24 +223,16 @@ def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT)
     # One pass over the pixels (OpenCV): the joint histogram of every factor and the code, whose
     # marginals are the components' histograms. Counts are exact up to 2**24 per bin.
     joint = cv2.calcHist([place, codes], [0, 1], None, [places, n_colors], [0, places, 0, n_colors])
-    joint = joint.astype(np.float64).reshape(*sizes, n_colors)
-    blocks = []
-    for part in parse_layout(layout):
-        kept = [order.index(f) for f in COMPONENT_FACTORS[part]]
-        summed = tuple(axis for axis in range(len(order)) if axis not in kept)
-        marginal = joint.sum(axis=summed) if summed else joint
-        # Axes left after summing are in joint order; put them in the component's order.
-        remaining = sorted(kept)
-        marginal = np.moveaxis(marginal, [remaining.index(axis) for axis in kept], list(range(len(kept))))
-        blocks.append(marginal.reshape(COMPONENTS[part], n_colors))
-    counts = np.concatenate(blocks)
+    joint = joint.astype(np.float64)
+    marginals, weights = _marginals(layout)
+    counts = marginals @ joint  # every component's blocks: sums of joint rows
     sums = counts.sum(axis=1, keepdims=True)
     empty = sums[:, 0] == 0
     if empty.any():
-        whole = joint.reshape(-1, n_colors).sum(axis=0)
+        whole = joint.sum(axis=0)
         counts[empty] = whole / whole.sum()
         sums[empty] = 1.0
-    stacked = counts / sums * region_weights(layout)[:, None]
+    stacked = counts / sums * weights
     return stacked.reshape(-1).astype(np.float32)
 
 
