@@ -101,20 +101,19 @@ def _decode(descriptor: Descriptor, path: str) -> Outcome | tuple[str, DecodedIm
 def _extract_many(settings: Settings, paths: list[str]) -> list[Outcome]:
     """Decode every file, then quantize them together: colors new to the run are looked up once per task."""
     descriptor = _descriptor_for(settings)
-    decoded = [_decode(descriptor, path) for path in paths]
-    images = [(path, *found) for path, found in zip(paths, decoded) if not isinstance(found, Outcome)]
+    outcomes: list = [_decode(descriptor, path) for path in paths]
+    batch = [(i, *found) for i, found in enumerate(outcomes) if not isinstance(found, Outcome)]
     try:
-        histograms = descriptor.of_decoded_many([image for _, _, image in images])
-    except Exception:  # noqa: BLE001 - one bad image must not fail the others: describe them one by one
-        histograms = [None] * len(images)
-    described: dict[str, Outcome] = {}
-    for (path, digest, image), found in zip(images, histograms):
+        histograms: list = descriptor.of_decoded_many([image for _, _, image in batch])
+    except Exception:  # noqa: BLE001 - retried one by one below, so that only the image at fault fails
+        histograms = [None] * len(batch)
+    for (i, digest, image), found in zip(batch, histograms):
         try:
             found = descriptor.of_decoded_many([image])[0] if found is None else found
-            described[path] = Outcome(path, digest, found, image.width, image.height)
+            outcomes[i] = Outcome(paths[i], digest, found, image.width, image.height)
         except Exception as exc:  # noqa: BLE001
-            described[path] = _failed(path, exc)
-    return [found if isinstance(found, Outcome) else described[path] for path, found in zip(paths, decoded)]
+            outcomes[i] = _failed(paths[i], exc)
+    return outcomes
 
 
 def _sample_many(job: tuple[list[tuple[int, str]], int, int, int, int]) -> list[np.ndarray | None]:
