@@ -6,6 +6,8 @@ whatever the number of workers, and the memory goes away with the processes, eve
 after kill -9. A process with other threads running (a server, a test session)
 starts its workers from a fork server instead, each with a table of its own. The same pool decodes the codebook sample first. Tasks carry the
 descriptor settings (a codebook is 1.5 KB), so the pool exists before the codebook does.
+A task is up to 32 files: decoded one by one, then quantized together, so the colors
+new to the run are looked up once per task (near-duplicates share most of theirs).
 """
 
 from __future__ import annotations
