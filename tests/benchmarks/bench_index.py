@@ -59,14 +59,15 @@ def make_folder(workdir: Path, images: int, scale: float = 1.0) -> Path:
 
 def run_index(folder: Path, db: Path, *extra: str) -> tuple[float, dict, int]:
     start = time.perf_counter()
+    script = (
+        "import resource, sys; from cbir.cli import main; sys.argv = ['cbir'] + sys.argv[1:]\n"
+        "try:\n    main()\nfinally:\n"
+        "    print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)"
+    )
     result = subprocess.run(
-        [sys.executable, "-c",
-         "import resource, sys; from cbir.cli import main; sys.argv = ['cbir'] + sys.argv[1:]\n"
-         "try:\n    main()\nfinally:\n"
-         "    print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-         "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)",
-         "index", str(folder), "--db", str(db), "--json", "-q", *extra],
-        capture_output=True, text=True,
+        [sys.executable, "-c", script, "index", str(folder), "--db", str(db), "--json", "-q", *extra],
+        capture_output=True, text=True, check=False,
     )
     wall = time.perf_counter() - start
     if result.returncode != 0:
