@@ -207,9 +207,8 @@ def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT)
     if codes.ndim != 2 or codes.size == 0:
         raise BadInputError(f"expected a non-empty (H, W) code image, got shape {codes.shape}")
     codes = _as_cv_codes(codes)
-    order = _factor_order(layout)
-    sizes = [FACTORS[f] for f in order]
-    places = int(np.prod(sizes))
+    marginals, weights = _marginals(layout)
+    places = marginals.shape[1]  # the joint grid of the layout's factors
     place, (bic_step, classes_step) = _places(layout, *codes.shape)
     if bic_step or classes_step:
         same = _same_neighbours(codes)
@@ -224,7 +223,6 @@ def histogram(codes: np.ndarray, n_colors: int, *, layout: str = DEFAULT_LAYOUT)
     # marginals are the components' histograms. Counts are exact up to 2**24 per bin.
     joint = cv2.calcHist([place, codes], [0, 1], None, [places, n_colors], [0, places, 0, n_colors])
     joint = joint.astype(np.float64)
-    marginals, weights = _marginals(layout)
     counts = marginals @ joint  # every component's blocks: sums of joint rows
     sums = counts.sum(axis=1, keepdims=True)
     empty = sums[:, 0] == 0

@@ -100,10 +100,6 @@ def startup() -> float:
     return time.perf_counter() - start
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5000)
@@ -138,7 +134,7 @@ def main() -> None:
         runs["extract"].append(report["phases"]["extract"])
         runs["startup"].append(startup())
         runs["decode"].append(decode_floor(files, workers))
-    med = {key: _median(values) for key, values in runs.items()}
+    med = {key: statistics.median(values) for key, values in runs.items()}
     floor = med["startup"] + med["codebook"] + med["decode"]
     figures = {
         "images": len(files),
