@@ -320,7 +320,7 @@ def quantize(image: str, k: int | None, out: str, codebook_db: str | None, side_
 @click.argument("image", type=str)
 @click.option("-k", "k", type=click.IntRange(1, 256), default=8, show_default=True, help="Number of clusters.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
-              help="FILE.png (matplotlib; also .svg, .pdf) or FILE.html (interactive; needs plotly: pip install 'cbir[plot]').")
+              help="FILE.png (matplotlib; also .svg, .pdf) or FILE.html (interactive; needs plotly: pip install -e '.[plot]').")
 @click.option("--space", type=click.Choice(["rgb", "lab"]), default="rgb", show_default=True, help="Axes of the plot.")
 @click.option("--points", "n_points", type=click.IntRange(1, 100_000), default=5000, show_default=True,
               help="Pixels plotted (a random sample).")

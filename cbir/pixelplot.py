@@ -24,7 +24,7 @@ DEFAULT_POINTS = 5_000
 MAX_POINTS = 100_000
 MATPLOTLIB_SUFFIXES = (".png", ".svg", ".pdf")
 HTML_SUFFIXES = (".html", ".htm")
-PLOTLY_MISSING = "HTML plots need plotly: pip install 'cbir[plot]' (or pip install plotly)"
+PLOTLY_MISSING = "HTML plots need plotly: pip install -e '.[plot]' in the cbir checkout (or pip install plotly)"
 
 
 @dataclass(frozen=True)
