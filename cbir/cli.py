@@ -38,7 +38,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except CbirError as exc:
-            raise CbirFailure(str(exc)) from None
+            raise CbirFailure(_one_line(str(exc))) from None
         except KeyboardInterrupt:
             raise click.Abort() from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -46,11 +46,37 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             if os.environ.get("CBIR_DEBUG"):
                 raise
-            raise click.ClickException(
-                f"internal error: {type(exc).__name__}: {exc} (set CBIR_DEBUG=1 for a traceback)"
-            ) from None
+            raise internal_error(exc) from None
 
     return wrapper
+
+
+def internal_error(exc: BaseException) -> CbirFailure:
+    """An unexpected exception as one line and exit code 2: it is a bug, and says how to report it."""
+    return CbirFailure(
+        f"internal error (a bug in cbir; please report it): {type(exc).__name__}: {_one_line(str(exc))} "
+        "(set CBIR_DEBUG=1 for a traceback)"
+    )
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split()) or "(no message)"
+
+
+class _Commands(click.Group):
+    """The command group; its boundary catches what a command without ``handle_errors`` lets through."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CbirError as exc:
+            raise CbirFailure(_one_line(str(exc))) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if os.environ.get("CBIR_DEBUG"):
+                raise
+            raise internal_error(exc) from None
 
 
 def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -90,14 +116,14 @@ def progress_bar(description: str, *, quiet: bool) -> Iterator[Callable[[int, in
         yield progress
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cbir")
 def main() -> None:
     """Content-based image search by color."""
 
 
 @main.command()
-@click.argument("folder", type=click.Path(file_okay=False, path_type=str))
+@click.argument("folder", type=click.Path(file_okay=False, path_type=str), required=False)
 @db_option
 @click.option("--colors", "n_colors", type=click.IntRange(16, 1024), default=None, help="Codebook size of a new index [default: 128].")
 @click.option("--layout", default=None, help="Spatial layout of a new index, e.g. global, grid2, global+grid2.")
@@ -106,21 +132,39 @@ def main() -> None:
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse images with more pixels [default: 90,000,000].")
 @click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True,
               help="Rows per transaction: a crash loses at most this many (or 2 s of work).")
+@click.option("--prune", is_flag=True, help="Confirm a sync that empties FOLDER's rows or removes most of them.")
+@click.option("--max-removal-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Without --prune, a sync removing more than this share of FOLDER's rows stops before writing.")
+@click.option("--remove-root", "remove_root", metavar="DIR", default=None,
+              help="Forget the root DIR and every row inside it (instead of indexing FOLDER).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def index(folder: str, db: str, n_colors: int | None, layout: str | None, workers: int | None, seed: int,
-          max_pixels: int | None, batch_size: int, as_json: bool, quiet: bool) -> None:
-    """Build or sync the index of every image under FOLDER."""
+def index(folder: str | None, db: str, n_colors: int | None, layout: str | None, workers: int | None, seed: int,
+          max_pixels: int | None, batch_size: int, prune: bool, max_removal_share: float, remove_root: str | None,
+          as_json: bool, quiet: bool) -> None:
+    """Build or sync the index of every image under FOLDER (another folder adds a root to the index)."""
 
     from cbir.images import DEFAULT_MAX_PIXELS
     from cbir.store import Store
     from indexer import index_folder
+    from indexer.roots import forget_root
 
+    if (folder is None) == (remove_root is None):
+        raise click.UsageError("give exactly one of FOLDER or --remove-root DIR")
+    if remove_root is not None:
+        with Store(db) as store:
+            root, dropped = forget_root(store, remove_root)
+        if as_json:
+            emit_json({"removed_root": root, "removed": dropped})
+        else:
+            click.echo(f"forgot root {root}: {dropped} image rows removed", err=True)
+        return
     with Store(db, create=True) as store, progress_bar("indexing", quiet=quiet) as progress:
         report = index_folder(
             folder, store, n_colors=n_colors, layout=layout, workers=workers, seed=seed,
             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, batch_size=batch_size, progress=progress,
+            prune=prune, max_removal_share=max_removal_share,
         )
     if report.codebook_note:
         click.echo(f"note: {report.codebook_note}", err=True)
@@ -202,6 +246,7 @@ def info(db: str, failures: bool, as_json: bool) -> None:
             "codebook_params": found[1].params if found else None,
             "failures": store.failure_count(),
             "generation": store.generation(),
+            "roots": [{"path": path, "images": n} for path, n in store.roots().items()],
         }
         if failures:
             document["failed"] = [{"path": f.path, "reason": f.reason} for f in store.failures()]
@@ -210,6 +255,8 @@ def info(db: str, failures: bool, as_json: bool) -> None:
         return
     for key in ("db", "images", "codebook_size", "layout", "codebook_fingerprint", "failures"):
         click.echo(f"{key:>20}: {document[key]}")
+    for root in document["roots"]:
+        click.echo(f"{'root':>20}: {root['path']} ({root['images']} images)")
     for failure in document.get("failed", []):
         click.echo(f"  {failure['path']}: {failure['reason']}")
 
@@ -394,7 +441,7 @@ def _benchmark_ranker(benchmark: Any, db: str, *, metric: str, n_colors: int | N
         store.close()
         raise BadInputError(
             f"{db} also indexes {len(outside)} image(s) outside {benchmark.root} (e.g. {outside[0]}); "
-            "evaluating would remove them from it: use another --db"
+            "they would be ranked with the dataset's images: use another --db"
         )
     with progress_bar("indexing", quiet=quiet) as progress:
         report = index_folder(benchmark.root, store, n_colors=n_colors, layout=layout, workers=workers, progress=progress)

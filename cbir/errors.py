@@ -26,3 +26,7 @@ class StoreError(CbirError):
 
 class CodebookMismatchError(CbirError):
     """Histograms made with one codebook were compared or mixed with another's."""
+
+
+class MassRemovalError(CbirError):
+    """A sync would remove a whole root, or more than the allowed share of its rows: confirm with prune."""

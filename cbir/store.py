@@ -88,6 +88,15 @@ class FailureRow(Base):
     failed_at: Mapped[dt.datetime] = mapped_column()
 
 
+class RootRow(Base):
+    """A folder the index covers; a sync removes rows only under the folder it syncs."""
+
+    __tablename__ = "roots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    added_at: Mapped[dt.datetime] = mapped_column()
+
+
 class MetaRow(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -348,16 +357,21 @@ class Store:
             rows = conn.execute(select(FailureRow).order_by(FailureRow.path)).all()
         return [Failure(r.path, r.size, r.mtime, r.reason) for r in rows]
 
-    def file_states(self) -> dict[str, FileState]:
-        """Path -> state of every indexed image."""
+    def file_states(self, *, under: str | None = None) -> dict[str, FileState]:
+        """Path -> state of every indexed image (only those inside folder ``under`` if given)."""
         query = select(ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime, ImageRow.content_hash)
+        if under is not None:
+            query = query.where(_inside(ImageRow.path, under))
         with self.engine.connect() as conn:
             return {r.path: FileState(r.id, r.path, r.size, r.mtime, r.content_hash) for r in conn.execute(query)}
 
-    def failure_states(self) -> dict[str, tuple[int, float]]:
-        """Path -> (size, mtime) of every recorded failure, so unchanged bad files are not retried."""
+    def failure_states(self, *, under: str | None = None) -> dict[str, tuple[int, float]]:
+        """Path -> (size, mtime) of every recorded failure (inside ``under`` if given), so unchanged bad files are not retried."""
+        query = select(FailureRow.path, FailureRow.size, FailureRow.mtime)
+        if under is not None:
+            query = query.where(_inside(FailureRow.path, under))
         with self.engine.connect() as conn:
-            return {r.path: (r.size, r.mtime) for r in conn.execute(select(FailureRow.path, FailureRow.size, FailureRow.mtime))}
+            return {r.path: (r.size, r.mtime) for r in conn.execute(query)}
 
     def iter_histograms(self, *, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All histograms in id order, as (ids (b,), histograms (b, d) float32) batches."""
@@ -417,6 +431,58 @@ class Store:
         """Row id of an indexed path, or None."""
         with self.engine.connect() as conn:
             return conn.execute(select(ImageRow.id).where(ImageRow.path == path)).scalar()
+
+    # --- roots: the folders the index covers ---------------------------------------------
+    def roots(self) -> dict[str, int]:
+        """Root folder -> number of indexed images inside it, by path (empty for an index made before roots)."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(RootRow.__tablename__):
+                return {}
+            paths = conn.execute(select(RootRow.path).order_by(RootRow.path)).scalars().all()
+            return {
+                path: int(conn.execute(
+                    select(func.count()).select_from(ImageRow).where(_inside(ImageRow.path, path))
+                ).scalar() or 0)
+                for path in paths
+            }
+
+    def add_root(self, folder: str) -> None:
+        """Record ``folder`` (absolute) as a root, unless a root holds it already; roots inside it merge into it."""
+        if any(folder == root or folder.startswith(root.rstrip("/") + "/") for root in self.roots()):
+            return
+        with self.engine.begin() as conn:
+            conn.execute(delete(RootRow).where(_inside(RootRow.path, folder)))
+            conn.execute(delete(RootRow).where(RootRow.path == folder))
+            conn.execute(insert(RootRow).values(path=folder, added_at=_now()))
+
+    def remove_root(self, folder: str) -> int:
+        """Forget root ``folder``: its row, and every image and failure inside it, in one transaction.
+
+        Returns
+        -------
+        int
+            The number of image rows dropped.
+
+        Raises
+        ------
+        StoreError
+            If ``folder`` is not a root of this index.
+        """
+        roots = self.roots()
+        if folder not in roots:
+            known = ", ".join(roots) or "none recorded"
+            raise StoreError(f"{folder} is not a root of {self.display} (roots: {known})")
+        with self.engine.begin() as conn:
+            dropped = conn.execute(delete(ImageRow).where(_inside(ImageRow.path, folder))).rowcount
+            conn.execute(delete(FailureRow).where(_inside(FailureRow.path, folder)))
+            conn.execute(delete(RootRow).where(RootRow.path == folder))
+            if dropped:
+                conn.execute(
+                    update(MetaRow)
+                    .where(MetaRow.key == "generation")
+                    .values(value=cast(cast(MetaRow.value, Integer) + 1, Text))
+                )
+        return int(dropped)
 
     # --- writing ------------------------------------------------------------------
     def write_batch(
@@ -493,6 +559,13 @@ def _image_values(record: ImageRecord, codebook_id: int, now: dt.datetime) -> di
         "codebook_id": codebook_id,
         "indexed_at": now,
     }
+
+
+def _inside(column, folder: str):  # type: ignore[no-untyped-def]
+    """SQL condition: the path in ``column`` lies inside ``folder``. A prefix compared with substr, which
+    both engines count in characters; LIKE would need escaping and is case-blind on SQLite."""
+    prefix = folder.rstrip("/") + "/"
+    return func.substr(column, 1, len(prefix)) == prefix
 
 
 def _short(exc: BaseException) -> str:

@@ -2,8 +2,10 @@
 
 Change detection: a file whose (size, mtime) match its row is skipped without
 being read; otherwise it is hashed, and a known hash means a moved, renamed or
-merely touched file, updated without decoding. Rows of files that are gone are
-deleted. Results are committed in batches, so a crash loses at most the batch in
+merely touched file, updated without decoding (each vanished row reused at most
+once). Rows of files that are gone are deleted, by path and only inside the folder
+synced: an index may hold several roots (see :mod:`indexer.roots`), and a sync that
+would empty a root or remove most of it stops unless confirmed with ``prune``. Results are committed in batches, so a crash loses at most the batch in
 progress and the next run resumes where this one stopped.
 """
 
@@ -24,6 +26,7 @@ from cbir.histogram import DEFAULT_LAYOUT, parse_layout
 from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
 from cbir.store import Failure, FileState, ImageRecord, Store
 from indexer.extract import Extractor, Outcome
+from indexer.roots import DEFAULT_MAX_REMOVAL_SHARE, adopt_legacy_root, check_removals, root_path
 from indexer.scan import FoundFile, scan
 
 #: Rows per transaction; also committed at least every COMMIT_SECONDS.
@@ -101,6 +104,8 @@ def index_folder(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int = BATCH_SIZE,
     progress: Progress | None = None,
+    prune: bool = False,
+    max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE,
 ) -> IndexReport:
     """Build or sync the index of every image under ``folder``.
 
@@ -119,6 +124,12 @@ def index_folder(
         Seeds codebook learning.
     progress : callable(done, total), optional
         Called as files are processed.
+    prune : bool
+        Confirm removals the sync would otherwise refuse (see ``max_removal_share``).
+    max_removal_share : float
+        In [0, 1]. Without ``prune``, a sync that finds ``folder`` empty while the index
+        holds rows in it, or that would remove more than this share of those rows,
+        writes nothing and raises.
 
     Returns
     -------
@@ -132,6 +143,9 @@ def index_folder(
         If ``n_colors`` or ``layout`` disagree with the existing index.
     StoreError
         If another index run holds the database.
+    MassRemovalError
+        If the sync would empty the folder's rows or remove more than ``max_removal_share``
+        of them, and ``prune`` is false.
     """
     started = time.perf_counter()
     root = Path(folder).expanduser()
@@ -142,8 +156,9 @@ def index_folder(
     with store.writer_lock():
         files, problems = scan(root)
         report = IndexReport(scanned=len(files), failed=list(problems))
-        states = store.file_states()
-        old_failures = store.failure_states()
+        top = root_path(root)
+        states = store.file_states(under=top)  # rows of other roots are none of this run's business
+        old_failures = store.failure_states(under=top)
         on_disk = {f.path for f in files}
 
         todo: list[FoundFile] = []
@@ -157,10 +172,17 @@ def index_folder(
             else:
                 todo.append(found)
 
-        if not files and store.codebook() is None:
+        if not files and (store.codebook() is None or not states):
             raise BadInputError(f"{folder}: no image files found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
         clock.lap("scan")
-        vanished = {state.content_hash: state for path, state in states.items() if path not in on_disk}
+        # Keyed by content, but every row on its own: identical copies are removed (or reused) one by one.
+        vanished: dict[str, list[FileState]] = {}
+        for path in sorted(set(states) - on_disk):
+            vanished.setdefault(states[path].content_hash, []).append(states[path])
+        check_removals(folder, found=len(files), indexed=len(states), gone=sorted(set(states) - on_disk),
+                       prune=prune, max_share=max_removal_share)  # before anything is written
+        adopt_legacy_root(store)
+        store.add_root(top)
         changed = {states[f.path].content_hash for f in todo if f.path in states}
         with Extractor(workers, known_hashes=frozenset(vanished) | frozenset(changed)) as extractor:
             codebook_id, codebook, layout, note = _codebook(
@@ -179,8 +201,9 @@ def index_folder(
                 if progress is not None:
                     progress(done, len(todo))
         clock.lap("extract")
-        writer.removed.extend(state.id for state in vanished.values())
-        report.removed += len(vanished)
+        left = [state.id for rows in vanished.values() for state in rows]
+        writer.removed.extend(left)
+        report.removed += len(left)
         writer.flush()
         gone_failures = [path for path in old_failures if path not in on_disk]
         if gone_failures:
@@ -192,7 +215,20 @@ def index_folder(
     return report
 
 
-def _apply(outcome: Outcome, found: FoundFile, state: FileState | None, vanished: dict[str, FileState], writer: _BatchWriter) -> None:
+def _take(vanished: dict[str, list[FileState]], content_hash: str) -> FileState | None:
+    """One vanished row with this content, taken out so that no other file reuses it."""
+    rows = vanished.get(content_hash)
+    if not rows:
+        return None
+    row = rows.pop(0)
+    if not rows:
+        del vanished[content_hash]
+    return row
+
+
+def _apply(
+    outcome: Outcome, found: FoundFile, state: FileState | None, vanished: dict[str, list[FileState]], writer: _BatchWriter,
+) -> None:
     report = writer.report
     if outcome.error is not None:
         failure = Failure(found.path, found.size, found.mtime, outcome.error)
@@ -207,14 +243,14 @@ def _apply(outcome: Outcome, found: FoundFile, state: FileState | None, vanished
             writer.touched.append((state.id, found.mtime))
             report.touched += 1
             return
-        moved = vanished.pop(outcome.content_hash or "", None)
+        moved = _take(vanished, outcome.content_hash or "")
         if moved is not None and state is None:
             writer.moved.append((moved.id, found.path, found.mtime))
             report.moved += 1
             return
         # Known hash but nothing to reuse (e.g. a changed file now equals another vanished one): decode it.
         if moved is not None:
-            vanished[moved.content_hash] = moved
+            vanished.setdefault(moved.content_hash, []).insert(0, moved)
         outcome = _redo(found.path, writer.descriptor)
         if outcome.error is not None or outcome.histogram is None:
             _apply(outcome, found, state, vanished, writer)
