@@ -70,6 +70,12 @@ class Searcher:
         If the store has no codebook yet (nothing indexed).
     """
 
+    #: Test-only switch. True (always, in the product): the exact path hands over to one brute-force
+    #: pass once proving the top k would need a quarter of the index, which on small test indexes is
+    #: every query. False keeps exact search on the FAISS path however small the index, so tests of
+    #: that path test it rather than the fallback.
+    brute_fallback: bool = True
+
     def __init__(self, store: Store) -> None:
         found = store.codebook()
         if found is None:
@@ -269,7 +275,7 @@ class Searcher:
         # at 256, which proved the top 10 in one scan for every query of the 1M-image benchmark.
         wanted = max(_FIRST_CANDIDATES, 4 * k, min(256, index.size // 256))
         while True:
-            if wanted * 4 > index.size:
+            if wanted * 4 > index.size and self.brute_fallback:
                 # Proving the top k would take a quarter of the collection: one exact pass is cheaper.
                 return self._brute(query, metric)
             squared, found = index.search(embedded, wanted)
@@ -277,8 +283,8 @@ class Searcher:
             ids, squared = found[0][keep], squared[0][keep]
             distances = distance(query, self._stored(ids))
             kth = distances[_rank(ids, distances, k)[-1]]
-            # Every image not yet seen is at least bound(squared[-1]) away.
-            if embedding.bound(squared[-1:])[0] > kth:
+            # Every image not yet seen is at least bound(squared[-1]) away (or none is left unseen).
+            if len(ids) >= index.size or embedding.bound(squared[-1:])[0] > kth:
                 return ids, distances
             wanted *= 4
 

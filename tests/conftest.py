@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -105,6 +106,33 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def index_path(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """Exact search kept on the FAISS path however small the index (brute-force fallback off).
+
+    Returns a counter of the real calls made meanwhile: ``faiss`` (FAISS index searches) and
+    ``brute`` (passes over every stored histogram), so a test proves which path ranked.
+    """
+    from cbir.vectors import VectorIndex
+    from search.searcher import Searcher
+
+    counts = SimpleNamespace(faiss=0, brute=0)
+    search, brute = VectorIndex.search, Searcher._brute
+
+    def counted_search(self, queries, k):  # type: ignore[no-untyped-def]
+        counts.faiss += 1
+        return search(self, queries, k)
+
+    def counted_brute(self, query, metric):  # type: ignore[no-untyped-def]
+        counts.brute += 1
+        return brute(self, query, metric)
+
+    monkeypatch.setattr(VectorIndex, "search", counted_search)
+    monkeypatch.setattr(Searcher, "_brute", counted_brute)
+    monkeypatch.setattr(Searcher, "brute_fallback", False)
+    return counts
 
 
 @pytest.fixture(scope="session", autouse=True)

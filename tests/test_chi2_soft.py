@@ -80,7 +80,7 @@ def test_chi2_soft_bound_and_exact_ranking_through_the_embedding(centers: np.nda
         assert (embedding.bound(squared) <= exact + 1e-12).all()
 
 
-def test_index_search_ranks_like_brute_force_on_random_histograms_and_a_real_index(tmp_path: Path) -> None:
+def test_index_search_ranks_like_brute_force_on_random_histograms_and_a_real_index(tmp_path: Path, index_path) -> None:
     folder = tmp_path / "images"
     names = list(PALETTE)
     for i, name in enumerate(names):
@@ -92,7 +92,9 @@ def test_index_search_ranks_like_brute_force_on_random_histograms_and_a_real_ind
         index_folder(folder, store, n_colors=16, layout="global+bic", workers=1)
         searcher = Searcher(store)
         for query in sorted(folder.iterdir())[::3]:
+            faiss_before, brute_before = index_path.faiss, index_path.brute
             fast = searcher.search_image(query, k=6, metric="chi2-soft", method="exact")
+            assert index_path.faiss > faiss_before and index_path.brute == brute_before  # the FAISS path ranked
             brute = searcher.search_image(query, k=6, metric="chi2-soft", method="brute")
             assert [(r.id, r.distance) for r in fast] == [(r.id, r.distance) for r in brute]
             assert fast[0].path == str(query) and fast[0].distance == pytest.approx(0.0, abs=1e-9)
@@ -101,7 +103,9 @@ def test_index_search_ranks_like_brute_force_on_random_histograms_and_a_real_ind
         for seed in range(5):
             hist = _random_histograms(1, 3, 16, seed=100 + seed)[0]
             k = int(rng.integers(1, 20))
+            faiss_before, brute_before = index_path.faiss, index_path.brute
             fast = searcher.search_histogram(hist, k=k, metric="chi2-soft", method="exact")
+            assert index_path.faiss > faiss_before and index_path.brute == brute_before
             brute = searcher.search_histogram(hist, k=k, metric="chi2-soft", method="brute")
             assert [(r.id, r.distance) for r in fast] == [(r.id, r.distance) for r in brute]
 

@@ -54,15 +54,18 @@ def test_search_ranks_the_matching_colors_first(folder, db):
     assert top[1]["distance"] <= top[2]["distance"]
 
 
-def test_search_text_output_and_metrics(folder, db):
+def test_search_text_output_and_metrics(folder, db, index_path):
     runner = CliRunner()
     for metric in ("qfd", "l1", "hellinger"):
         result = runner.invoke(main, ["search", str(folder / "sand.jpg"), "--db", str(db), "-k", "2", "--metric", metric])
         assert result.exit_code == 0, result.output
         lines = result.stdout.strip().splitlines()
         assert len(lines) == 2 and lines[0].split()[1] == "0.000000" and lines[0].endswith("sand.jpg")
+    assert index_path.faiss >= 3 and index_path.brute == 0  # every search above went through FAISS
     brute = runner.invoke(main, ["search", str(folder / "sky.png"), "--db", str(db), "-k", "5", "--brute", "--json"])
+    assert index_path.brute == 1
     fast = runner.invoke(main, ["search", str(folder / "sky.png"), "--db", str(db), "-k", "5", "--json"])
+    assert index_path.faiss >= 4 and index_path.brute == 1
     assert json.loads(brute.stdout)["results"] == json.loads(fast.stdout)["results"]
 
 
@@ -124,3 +127,27 @@ def test_progress_bars_start_no_thread():
         with progress_bar("indexing", quiet=quiet) as progress:
             progress(1, 2)
             assert threading.active_count() == before
+
+
+def test_an_unexpected_error_is_one_line_exit_2(db, monkeypatch):
+    """A bug (here: a library call raising RuntimeError) leaves with one line, exit 2, and asks for a report."""
+    import click
+
+    from cbir.store import Store
+
+    def broken(self):
+        raise RuntimeError("disk on fire\nand a second line")
+
+    monkeypatch.setattr(Store, "failure_count", broken)
+    result = CliRunner().invoke(main, ["info", "--db", str(db)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0
+    assert "internal error" in result.stderr and "please report it" in result.stderr
+    assert "RuntimeError: disk on fire and a second line" in result.stderr
+    # The group's boundary catches it too, for a command that does not wrap its own errors.
+    monkeypatch.setitem(main.commands, "explode", click.Command("explode", callback=lambda: {}["missing"]))
+    result = CliRunner().invoke(main, ["explode"])
+    assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0 and "internal error" in result.stderr
+    assert "KeyError" in result.stderr
+    monkeypatch.setenv("CBIR_DEBUG", "1")
+    assert isinstance(CliRunner().invoke(main, ["explode"]).exception, KeyError)  # the traceback, when asked for

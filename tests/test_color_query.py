@@ -13,10 +13,10 @@ from cbir.codebook import Codebook
 from cbir.color import rgb_to_lab
 from cbir.color_query import MAX_QUERY_COLORS, check_colors, format_colors, parse_colors, parse_hex, to_hex
 from cbir.descriptor import Descriptor
+from cbir.distances import DEFAULT_METRIC, METRICS
 from cbir.errors import BadInputError
 from cbir.histogram import region_weights
 from cbir.store import Store
-from cbir.distances import DEFAULT_METRIC
 from indexer import index_folder
 from search import Searcher
 from tests.conftest import PALETTE, noisy, solid, two_tone, write_image
@@ -141,11 +141,12 @@ def indexed(tmp_path_factory):
     return folder, db
 
 
-@pytest.mark.parametrize("metric", ["chi2", "qfd", "l1"])
-def test_search_colors_finds_the_two_tone(indexed, metric):
+@pytest.mark.parametrize("metric", METRICS)
+def test_search_colors_finds_the_two_tone(indexed, metric, index_path):
     searcher = Searcher.open(indexed[1])
     try:
         results = searcher.search_colors([(SAND, 0.7), (PALETTE["black"], 0.3)], k=3, metric=metric)
+        assert index_path.faiss >= 1 and index_path.brute == 0  # ranked through FAISS, not the fallback
         brute = searcher.search_colors([(SAND, 0.7), (PALETTE["black"], 0.3)], k=3, metric=metric, method="brute")
     finally:
         searcher.store.close()

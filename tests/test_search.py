@@ -36,11 +36,14 @@ def searcher(indexed):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_index_path_ranks_exactly_like_brute_force(searcher, indexed, metric):
+def test_index_path_ranks_exactly_like_brute_force(searcher, indexed, metric, index_path):
     for name in ("red_noisy.jpg", "sand_grad.png", "navy.png"):
         query = indexed[0] / name
+        faiss_before, brute_before = index_path.faiss, index_path.brute
         fast = searcher.search_image(query, k=7, metric=metric)
+        assert index_path.faiss > faiss_before and index_path.brute == brute_before  # ranked through FAISS
         brute = searcher.search_image(query, k=7, metric=metric, method="brute")
+        assert index_path.brute == brute_before + 1
         assert [(r.id, r.distance) for r in fast] == [(r.id, r.distance) for r in brute]
 
 
@@ -81,7 +84,7 @@ def test_bad_queries(searcher, indexed, tmp_path):
         searcher.search_image(tmp_path / "bad.jpg")
 
 
-def test_ties_are_broken_by_id(tmp_path):
+def test_ties_are_broken_by_id(tmp_path, index_path):
     # Codewords over 100 L*a*b* units apart: chi2-soft's Gaussian spreading between them underflows to
     # exactly 0 (30 units apart it leaves ~1e-16 after the power 0.35, and the ties become rounding noise).
     codebook = Codebook(np.array([[0.0, -100, 0], [50.0, 0, 0], [100.0, 100, 0]]))
@@ -97,10 +100,16 @@ def test_ties_are_broken_by_id(tmp_path):
             # ids 1..5 at 1/3 (four-way tie, in id order), then the one at 1
             assert [r.path for r in results] == ["/x/0.png", "/x/1.png", "/x/2.png", "/x/4.png", "/x/3.png"]
             assert results[0].distance == results[3].distance < results[4].distance
+        assert index_path.faiss >= 1 and index_path.brute == 1
 
 
-def test_many_exact_searches_on_random_histograms(tmp_path):
-    """The proven stopping rule on 3000 random histograms: identical to brute force for every metric."""
+@pytest.mark.parametrize("fallback", [False, True], ids=["index-only", "as-shipped"])
+def test_many_exact_searches_on_random_histograms(tmp_path, index_path, fallback):
+    """The proven stopping rule on 3000 random histograms: identical to brute force for every metric.
+
+    Index-only: the brute-force fallback off, every query ranked by FAISS candidates and the bound.
+    As shipped: a query may end in the fallback, but only after FAISS searches found the bound too loose.
+    """
     rng = np.random.default_rng(21)
     centers = np.column_stack([rng.uniform(0, 100, 32), rng.uniform(-60, 60, (32, 2))])
     X = rng.dirichlet(np.full(32, 0.15), size=3000).astype(np.float32)
@@ -108,11 +117,18 @@ def test_many_exact_searches_on_random_histograms(tmp_path):
         cid = store.save_codebook(Codebook(centers), "global")
         store.write_batch(codebook_id=cid, added=[ImageRecord(f"/r/{i}", 1, 1.0, str(i), 1, 1, h) for i, h in enumerate(X)])
         searcher = Searcher(store)
+        searcher.brute_fallback = fallback
+        proven = 0
         for metric in METRICS:
             for q in rng.dirichlet(np.full(32, 0.15), size=5):
+                faiss_before, brute_before = index_path.faiss, index_path.brute
                 fast = searcher.search_histogram(q, k=10, metric=metric)
+                assert index_path.faiss > faiss_before
+                proven += index_path.brute == brute_before
                 brute = searcher.search_histogram(q, k=10, metric=metric, method="brute")
                 assert [r.id for r in fast] == [r.id for r in brute]
+        if not fallback:
+            assert proven == 5 * len(METRICS)
 
 
 def test_stale_vector_index_is_rebuilt(tmp_path):
