@@ -49,15 +49,17 @@ def count_rows(db: str) -> int:
 
 
 def kill_when(process: subprocess.Popen, db: str, *, rows_at_least: int | None, after: float) -> None:
+    """SIGKILL the run once ``after`` seconds passed and ``rows_at_least`` rows are committed; assert it died of it."""
     deadline = time.monotonic() + 60
     started = time.monotonic()
     while time.monotonic() < deadline and process.poll() is None:
         if time.monotonic() - started >= after and (rows_at_least is None or count_rows(db) >= rows_at_least):
             break
         time.sleep(0.02)
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)  # the whole group: main process and extraction workers
+    assert process.poll() is None, f"the run ended (exit {process.returncode}) before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)  # the whole group: main process and extraction workers
     process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL  # killed mid-run, not finished
 
 
 def check_consistent(db: str) -> int:
@@ -123,8 +125,9 @@ def test_kill_9_at_any_moment_then_resume(big_folder, tmp_path, backend, request
 
 
 @pytest.mark.slow
-def test_search_answers_while_an_index_run_writes(big_folder, tmp_path):
-    db = str(tmp_path / "busy.db")
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_search_answers_while_an_index_run_writes(big_folder, tmp_path, backend, request):
+    db = str(tmp_path / "busy.db") if backend == "sqlite" else request.getfixturevalue("postgres_url")
     first = sorted(big_folder.rglob("*.jpg"))[:40]
     seed_folder = tmp_path / "seed"
     for path in first:
@@ -132,7 +135,7 @@ def test_search_answers_while_an_index_run_writes(big_folder, tmp_path):
         (seed_folder / path.name).write_bytes(path.read_bytes())
     subprocess.run([sys.executable, "-m", "cbir", "index", str(seed_folder), "--db", db, "--colors", "16", "-q"],
                    check=True, timeout=300, capture_output=True)
-    # A second process: adds 400 in small batches, removes the 40 seed rows.
+    # A second process: adds a second root of 400 in small batches.
     writer = start_index(big_folder, db, "--workers", "1", "--batch-size", "5")
     command = subprocess.Popen([sys.executable, "-m", "cbir", "search", str(first[0]), "--db", db, "--json", "-k", "3"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -152,13 +155,14 @@ def test_search_answers_while_an_index_run_writes(big_folder, tmp_path):
         _, err = writer.communicate(timeout=300)
     assert writer.returncode == 0, err
     assert searches_during >= 1 and len(sizes) >= 2  # answered while rows were being added
-    assert check_consistent(db) == N_IMAGES
+    assert check_consistent(db) == N_IMAGES + len(first)  # the seed folder stays: it is another root
 
 
-def test_a_second_writer_is_told_the_database_is_busy(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_second_writer_is_told_the_database_is_busy(tmp_path, backend, request):
     folder = tmp_path / "f"
     write_image(folder / "a.jpg", gradient((0, 0, 0), (255, 0, 0)))
-    db = str(tmp_path / "lock.db")
+    db = str(tmp_path / "lock.db") if backend == "sqlite" else request.getfixturevalue("postgres_url")
     subprocess.run([sys.executable, "-m", "cbir", "index", str(folder), "--db", db, "--colors", "16", "-q"],
                    check=True, timeout=300, capture_output=True)
     with Store(db) as store, store.writer_lock():  # what a running 'cbir index' holds

@@ -109,7 +109,9 @@ NO_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
 
 @pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None,
                     reason="root without setpriv cannot lose read access")
-def test_unreadable_file_and_folder(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_unreadable_file_and_folder(tmp_path, backend, request):
+    db = str(tmp_path / "p.db") if backend == "sqlite" else request.getfixturevalue("postgres_url")
     root = tmp_path / "photos"
     write_image(root / "fine.png", solid(PALETTE["green"]))
     write_image(root / "secret.png", solid(PALETTE["red"]))
@@ -119,7 +121,7 @@ def test_unreadable_file_and_folder(tmp_path):
     try:
         # Root reads everything; without the DAC-override capabilities it obeys permission bits like anyone.
         prefix = NO_OVERRIDE if os.geteuid() == 0 else []
-        result = subprocess.run([*prefix, sys.executable, "-m", "cbir", "index", str(root), "--db", str(tmp_path / "p.db"),
+        result = subprocess.run([*prefix, sys.executable, "-m", "cbir", "index", str(root), "--db", db,
                                  "--colors", "16", "--json", "-q"], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout)

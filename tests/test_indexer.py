@@ -78,11 +78,11 @@ def test_broken_files_are_recorded_and_skipped(tmp_path, db):
         assert [os.path.basename(f.path) for f in store.failures()] == ["truncated.jpg"]
 
 
-def test_a_file_that_breaks_loses_its_row(tmp_path):
+def test_a_file_that_breaks_loses_its_row(tmp_path, db):
     folder = tmp_path / "f"
     write_image(folder / "a.png", solid(PALETTE["red"]))
     write_image(folder / "b.png", solid(PALETTE["blue"]))
-    with Store(tmp_path / "x.db", create=True) as store:
+    with Store(db, create=True) as store:
         index_folder(folder, store, n_colors=16, workers=1)
         (folder / "a.png").write_bytes(b"garbage")
         report = index_folder(folder, store, workers=1)
@@ -99,8 +99,8 @@ def test_parallel_and_serial_extraction_agree(color_folder, tmp_path):
         assert a.paths(ids_a) == b.paths(ids_b)
 
 
-def test_config_mismatch_and_bad_folder(color_folder, tmp_path):
-    with Store(tmp_path / "x.db", create=True) as store:
+def test_config_mismatch_and_bad_folder(color_folder, tmp_path, db):
+    with Store(db, create=True) as store:
         index_folder(color_folder, store, n_colors=16, workers=1)
         with pytest.raises(CodebookMismatchError, match="16 colors, not 32"):
             index_folder(color_folder, store, n_colors=32)
@@ -137,8 +137,8 @@ def test_postgres_and_sqlite_rank_identically(color_folder, tmp_path, postgres_u
     assert rankings[0] == rankings[1]
 
 
-def test_copied_folder_is_found_as_moved(color_folder, tmp_path):
-    with Store(tmp_path / "m.db", create=True) as store:
+def test_copied_folder_is_found_as_moved(color_folder, db):
+    with Store(db, create=True) as store:
         index_folder(color_folder, store, n_colors=16, workers=1)
         ids = sorted(s.id for s in store.file_states().values())
         shutil.move(str(color_folder / "noisy"), str(color_folder / "renamed"))
