@@ -5,7 +5,8 @@
 Routes: ``GET /`` (the page, from ``search/static/``), ``POST /api/search``
 (multipart ``image``), ``POST /api/search/colors`` (JSON colors),
 ``GET /api/images/{id}/similar``, ``GET /api/images/{id}/thumbnail``,
-``GET /api/images/{id}``, ``GET /api/info``; the OpenAPI schema at ``/docs``.
+``GET /api/images/{id}``, ``GET /api/info``, ``POST /api/sync`` (:mod:`search.sync_api`);
+the OpenAPI schema at ``/docs``.
 
 Images are served only by store id: the id is parsed as an integer and the path
 comes from the store row, so no part of a URL is ever joined to a filesystem
@@ -43,6 +44,7 @@ from cbir.distances import DEFAULT_METRIC, METRICS
 from cbir.errors import BadImageError, BadInputError, CbirError, StoreError
 from cbir.palette import area_shares, palette_from_histogram
 from search.searcher import Searcher
+from search.sync_api import add_sync_route
 from search.thumbnails import DEFAULT_CACHE_BYTES, DEFAULT_THUMBNAIL_SIZE, Thumbnails
 
 DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
@@ -332,6 +334,7 @@ def create_app(
         max_body_size=max_upload_bytes,
     )
     _install_error_handlers(app)
+    add_sync_route(app, lambda request: _service(request).searcher.store)
 
     def static_page(route: str) -> None:
         content, media_type = pages[route]

@@ -543,3 +543,29 @@ def test_cbir_serve_without_the_web_extra_says_how_to_install(tmp_path):
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.db")], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert result.stderr.strip() == "Error: install the web extra: pip install -e '.[web]'"
+
+
+# --- re-syncing the roots -------------------------------------------------------------
+def test_sync_refuses_a_mass_removal_then_prunes_when_confirmed(tmp_path):
+    folder = make_folder(tmp_path / "photos")
+    db = tmp_path / "sync.db"
+    with Store(db, create=True) as store:
+        index_folder(folder, store, n_colors=16, workers=1)
+    root = str(folder.resolve())
+    with TestClient(create_app(db)) as sync_client:
+        write_image(folder / "new.png", two_tone(PALETTE["red"], PALETTE["sand"], 0.3))
+        added = sync_client.post("/api/sync")
+        assert added.status_code == 200, added.text
+        assert [(r["root"], r["added"], r["removed"]) for r in added.json()["synced"]] == [(root, 1, 0)]
+        for path in sorted(folder.rglob("*.*"))[:20]:  # 20 of 25 files gone
+            path.unlink()
+        refused = sync_client.post("/api/sync")
+        assert refused.status_code == 409 and "would remove 20 of the 25" in refused.json()["error"]
+        assert sync_client.get("/api/info").json()["images"] == 25  # nothing written
+        unknown = sync_client.post("/api/sync", params={"root": str(tmp_path)})
+        assert unknown.status_code == 422 and "is not a root" in unknown.json()["error"]
+        pruned = sync_client.post("/api/sync", params={"root": root, "prune": "true"})
+        assert pruned.status_code == 200 and pruned.json()["synced"][0]["removed"] == 20
+        assert sync_client.get("/api/info").json()["images"] == 5
+        # Searches see the synced index at once.
+        assert len(sync_client.post("/api/search/colors", json={"colors": [{"hex": "#dc1e1e"}]}).json()["results"]) == 5
