@@ -433,12 +433,17 @@ class Store:
             return conn.execute(select(ImageRow.id).where(ImageRow.path == path)).scalar()
 
     # --- roots: the folders the index covers ---------------------------------------------
-    def roots(self) -> dict[str, int]:
-        """Root folder -> number of indexed images inside it, by path (empty for an index made before roots)."""
+    def root_paths(self) -> list[str]:
+        """The recorded root folders, sorted (empty for an index made before roots were recorded)."""
         with self.engine.connect() as conn:
             if not inspect(conn).has_table(RootRow.__tablename__):
-                return {}
-            paths = conn.execute(select(RootRow.path).order_by(RootRow.path)).scalars().all()
+                return []
+            return list(conn.execute(select(RootRow.path).order_by(RootRow.path)).scalars())
+
+    def roots(self) -> dict[str, int]:
+        """Root folder -> number of indexed images inside it, by path (a scan of the rows per root)."""
+        paths = self.root_paths()
+        with self.engine.connect() as conn:
             return {
                 path: int(conn.execute(
                     select(func.count()).select_from(ImageRow).where(_inside(ImageRow.path, path))
@@ -448,7 +453,7 @@ class Store:
 
     def add_root(self, folder: str) -> None:
         """Record ``folder`` (absolute) as a root, unless a root holds it already; roots inside it merge into it."""
-        if any(folder == root or folder.startswith(root.rstrip("/") + "/") for root in self.roots()):
+        if any(folder == root or folder.startswith(root.rstrip("/") + "/") for root in self.root_paths()):
             return
         with self.engine.begin() as conn:
             conn.execute(delete(RootRow).where(_inside(RootRow.path, folder)))
@@ -468,7 +473,7 @@ class Store:
         StoreError
             If ``folder`` is not a root of this index.
         """
-        roots = self.roots()
+        roots = self.root_paths()
         if folder not in roots:
             known = ", ".join(roots) or "none recorded"
             raise StoreError(f"{folder} is not a root of {self.display} (roots: {known})")

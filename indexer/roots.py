@@ -74,7 +74,7 @@ def adopt_legacy_root(store: Store) -> None:
     Such an index always held one folder (each sync removed everything outside it), so
     the common folder of its paths is that root, or inside it.
     """
-    if store.roots() or not store.count():
+    if store.root_paths() or not store.count():
         return
     folders = {os.path.dirname(path) for path in store.file_states()}
     store.add_root(os.path.commonpath(sorted(folders)))
@@ -93,6 +93,6 @@ def forget_root(store: Store, folder: str | os.PathLike[str]) -> tuple[str, int]
     with store.writer_lock():
         adopt_legacy_root(store)
         recorded = os.fspath(folder)
-        if recorded not in store.roots():
+        if recorded not in store.root_paths():
             recorded = root_path(folder)
         return recorded, store.remove_root(recorded)

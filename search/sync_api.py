@@ -56,7 +56,7 @@ def add_sync_route(app: FastAPI, store_of: Callable[[Request], Store]) -> None:
         = DEFAULT_MAX_REMOVAL_SHARE,
     ) -> dict[str, Any]:
         store = store_of(request)
-        roots = list(store.roots())
+        roots = store.root_paths()
         if root is not None:
             if root not in roots:
                 raise BadInputError(f"{root} is not a root of this index (roots: {', '.join(roots) or 'none recorded'})")
