@@ -5,8 +5,9 @@ being read; otherwise it is hashed, and a known hash means a moved, renamed or
 merely touched file, updated without decoding (each vanished row reused at most
 once). Rows of files that are gone are deleted, by path and only inside the folder
 synced: an index may hold several roots (see :mod:`indexer.roots`), and a sync that
-would empty a root or remove most of it stops unless confirmed with ``prune``. Results are committed in batches, so a crash loses at most the batch in
-progress and the next run resumes where this one stopped.
+would empty a root or remove most of it stops unless confirmed with ``prune``.
+Results are committed in batches, so a crash loses at most the batch in progress
+and the next run resumes where this one stopped.
 """
 
 from __future__ import annotations
