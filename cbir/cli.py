@@ -63,12 +63,22 @@ def _one_line(message: str) -> str:
     return " ".join(message.split()) or "(no message)"
 
 
+class UsageFailure(click.ClickException):
+    """A usage error shown as one line, ``Error: <message> (see 'cbir CMD --help')``, exit code 2."""
+
+    exit_code = EXIT_ERROR
+
+
 class _Commands(click.Group):
-    """The command group; its boundary catches what a command without ``handle_errors`` lets through."""
+    """The command group; its boundary catches what a command without ``handle_errors`` lets through,
+    and shortens usage errors (click prints the usage and a hint around them) to one line."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            raise UsageFailure(f"{_one_line(exc.format_message())} (see '{where} --help')") from None
         except CbirError as exc:
             raise CbirFailure(_one_line(str(exc))) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):

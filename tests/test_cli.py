@@ -115,6 +115,19 @@ def test_usage_errors(folder, db):
     assert result.exit_code == 2 and "not a folder" in result.stderr
 
 
+def test_usage_errors_are_one_line_too(folder, db):
+    for args, words in [
+        (["search", str(folder / "red.jpg"), "--db", str(db), "-k", "0"], "Invalid value for '-k'"),
+        (["search", "--db", str(db)], "exactly one of IMAGE or --colors"),
+        (["index", "--bogus"], "No such option '--bogus'"),
+        (["serach", "x"], "No such command 'serach'"),
+    ]:
+        result = run(*args)
+        assert result.returncode == 2 and result.stdout == "", args
+        assert result.stderr.strip().count("\n") == 0 and words in result.stderr, result.stderr
+        assert result.stderr.startswith("Error: ") and "--help')" in result.stderr
+
+
 def test_progress_bars_start_no_thread():
     """A thread alive in `cbir index` would make its workers start from a fork server (fresh
     interpreters, one color table each) instead of being forked: tqdm's monitor must stay off."""

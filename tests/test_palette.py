@@ -256,4 +256,5 @@ def test_cli_unreadable_file_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_cli_bad_options_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
     path = write_image(tmp_path / "three.png", three_colors())
     result = CliRunner().invoke(main, ["palette", str(path), *args])
-    assert result.exit_code == 2 and "Usage:" in result.stderr
+    assert result.exit_code == 2 and "(see 'main palette --help')" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
