@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import delete
 
 from cbir.errors import BadInputError, MassRemovalError, StoreError
-from cbir.store import RootRow, Store
+from cbir.store import ImageRow, RootRow, Store
 from indexer import index_folder
 from indexer.roots import check_removals, forget_root
 from tests.conftest import PALETTE, noisy, solid, write_image
@@ -156,11 +156,16 @@ def test_an_index_from_before_roots_adopts_its_folder(tmp_path, db):
     other = make_folder(tmp_path / "new", ["sand"])
     with Store(db, create=True) as store:
         index_folder(folder, store, n_colors=16, workers=1)
-        with store.engine.begin() as conn:
-            conn.execute(delete(RootRow))  # what an index made before roots has
+        RootRow.__table__.drop(store.engine)  # what an index made before roots has
         assert store.roots() == {}
         index_folder(other, store, workers=1)
         assert store.roots() == {str(folder.resolve()): 3, str(other.resolve()): 1}
+        # Without a roots table, --remove-root adopts the one folder first, then forgets it.
+        with store.engine.begin() as conn:
+            conn.execute(delete(ImageRow).where(ImageRow.path.startswith(str(other.resolve()))))
+        RootRow.__table__.drop(store.engine)
+        assert forget_root(store, folder) == (str(folder.resolve()), 3)
+        assert store.count() == 0 and store.roots() == {}
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
