@@ -73,6 +73,14 @@ class _Commands(click.Group):
     """The command group; its boundary catches what a command without ``handle_errors`` lets through,
     and shortens usage errors (click prints the usage and a hint around them) to one line."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # plain 'cbir': the help page
+        except click.UsageError as exc:
+            raise UsageFailure(f"{_one_line(exc.format_message())} (see '{ctx.command_path} --help')") from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

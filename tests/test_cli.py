@@ -121,6 +121,7 @@ def test_usage_errors_are_one_line_too(folder, db):
         (["search", "--db", str(db)], "exactly one of IMAGE or --colors"),
         (["index", "--bogus"], "No such option '--bogus'"),
         (["serach", "x"], "No such command 'serach'"),
+        (["--bogus"], "No such option '--bogus'"),
     ]:
         result = run(*args)
         assert result.returncode == 2 and result.stdout == "", args
