@@ -168,7 +168,7 @@ def index(folder: str | None, db: str, n_colors: int | None, layout: str | None,
     from indexer import index_folder
     from indexer.roots import forget_root
 
-    if (folder is None) == (remove_root is None):
+    if folder is not None and remove_root is not None:
         raise click.UsageError("give exactly one of FOLDER or --remove-root DIR")
     if remove_root is not None:
         with Store(db) as store:
@@ -178,6 +178,8 @@ def index(folder: str | None, db: str, n_colors: int | None, layout: str | None,
         else:
             click.echo(f"forgot root {root}: {dropped} image rows removed", err=True)
         return
+    if folder is None:
+        raise click.UsageError("give exactly one of FOLDER or --remove-root DIR")
     with Store(db, create=True) as store, progress_bar("indexing", quiet=quiet) as progress:
         report = index_folder(
             folder, store, n_colors=n_colors, layout=layout, workers=workers, seed=seed,

@@ -456,7 +456,7 @@ class Store:
         if any(folder == root or folder.startswith(root.rstrip("/") + "/") for root in self.root_paths()):
             return
         with self.engine.begin() as conn:
-            RootRow.__table__.create(conn, checkfirst=True)  # an index made before roots has no such table
+            Base.metadata.create_all(conn, tables=[Base.metadata.tables[RootRow.__tablename__]])  # none before roots
             conn.execute(delete(RootRow).where(_inside(RootRow.path, folder)))
             conn.execute(delete(RootRow).where(RootRow.path == folder))
             conn.execute(insert(RootRow).values(path=folder, added_at=_now()))
