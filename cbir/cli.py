@@ -155,12 +155,15 @@ def main() -> None:
               help="Without --prune, a sync removing more than this share of FOLDER's rows stops before writing.")
 @click.option("--remove-root", "remove_root", metavar="DIR", default=None,
               help="Forget the root DIR and every row inside it (instead of indexing FOLDER).")
+@click.option("--cluster", default=None, metavar="tcp://HOST:PORT|local:N",
+              help="Extract on the workers of this Dask scheduler (files at the same paths on every worker), "
+                   "or on a local Dask cluster of N processes. Needs: pip install 'cbir[distributed]'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def index(folder: str | None, db: str, n_colors: int | None, layout: str | None, workers: int | None, seed: int,
           max_pixels: int | None, batch_size: int, prune: bool, max_removal_share: float, remove_root: str | None,
-          as_json: bool, quiet: bool) -> None:
+          cluster: str | None, as_json: bool, quiet: bool) -> None:
     """Build or sync the index of every image under FOLDER (another folder adds a root to the index)."""
 
     from cbir.images import DEFAULT_MAX_PIXELS
@@ -180,11 +183,15 @@ def index(folder: str | None, db: str, n_colors: int | None, layout: str | None,
         return
     if folder is None:
         raise click.UsageError("give exactly one of FOLDER or --remove-root DIR")
-    with Store(db, create=True) as store, progress_bar("indexing", quiet=quiet) as progress:
+    from indexer.cluster import extractors_for
+
+    # The cluster first: when it cannot be reached, nothing is written.
+    with extractors_for(cluster, workers=workers) as extractors, Store(db, create=True) as store, \
+            progress_bar("indexing", quiet=quiet) as progress:
         report = index_folder(
             folder, store, n_colors=n_colors, layout=layout, workers=workers, seed=seed,
             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, batch_size=batch_size, progress=progress,
-            prune=prune, max_removal_share=max_removal_share,
+            prune=prune, max_removal_share=max_removal_share, extractors=extractors,
         )
     if report.codebook_note:
         click.echo(f"note: {report.codebook_note}", err=True)

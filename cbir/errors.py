@@ -30,3 +30,7 @@ class CodebookMismatchError(CbirError):
 
 class MassRemovalError(CbirError):
     """A sync would remove a whole root, or more than the allowed share of its rows: confirm with prune."""
+
+
+class ClusterError(CbirError):
+    """The Dask cluster cannot be reached, has no workers, or cannot run cbir's tasks."""

@@ -33,8 +33,10 @@ from cbir.images import DecodedImage, load_image, read_bytes
 # Set in the parent before the workers are forked and inherited (the table), or sent to each worker (the hashes).
 _shared_table: mmap.mmap | None = None
 _known_hashes: frozenset[str] = frozenset()
-# Per process: the descriptor of the current settings.
+# Per process: the descriptor of the current settings, with its quantization table (filled as colors are
+# met), kept from task to task; and how many times it was made (once per process and codebook).
 _descriptor: tuple[tuple, Descriptor] | None = None
+_descriptor_builds = 0
 
 Settings = tuple[bytes, int, str, int, int]  # centers (float32 bytes), n_colors, layout, max_side, max_pixels
 
@@ -58,8 +60,9 @@ def settings_of(descriptor: Descriptor) -> Settings:
 
 
 def _descriptor_for(settings: Settings) -> Descriptor:
-    global _descriptor
+    global _descriptor, _descriptor_builds
     if _descriptor is None or _descriptor[0] != settings:
+        _descriptor_builds += 1
         centers, n_colors, layout, max_side, max_pixels = settings
         codebook = Codebook(np.frombuffer(centers, dtype=np.float32).reshape(n_colors, 3))
         if _shared_table is not None:
@@ -89,21 +92,26 @@ def _failed(path: str, exc: BaseException) -> Outcome:
     return Outcome(path, error=f"unexpected decoder error ({type(exc).__name__}: {exc})")
 
 
-def _decode(descriptor: Descriptor, path: str) -> Outcome | tuple[str, DecodedImage]:
+def _decode(descriptor: Descriptor, path: str, known: frozenset[str]) -> Outcome | tuple[str, DecodedImage]:
     try:
         data = read_bytes(path)
         digest = content_hash(data)
-        if digest in _known_hashes:
+        if digest in known:
             return Outcome(path, content_hash=digest)
         return digest, descriptor.decode(data, path=path)
     except Exception as exc:  # noqa: BLE001 - a decoder bug on one hostile file must not stop the batch
         return _failed(path, exc)
 
 
-def _extract_many(settings: Settings, paths: list[str]) -> list[Outcome]:
-    """Decode every file, then quantize them together: colors new to the run are looked up once per task."""
+def _extract_many(settings: Settings, paths: list[str], known: frozenset[str] | None = None) -> list[Outcome]:
+    """Decode every file, then quantize them together: colors new to the run are looked up once per task.
+
+    The task of local and cluster runs alike. ``known``: content hashes that need no decoding (default:
+    the ones this process was given at start, see :class:`Extractor`).
+    """
     descriptor = _descriptor_for(settings)
-    outcomes: list = [_decode(descriptor, path) for path in paths]
+    known = _known_hashes if known is None else known
+    outcomes: list = [_decode(descriptor, path, known) for path in paths]
     batch = [(i, *found) for i, found in enumerate(outcomes) if not isinstance(found, Outcome)]
     try:
         histograms: list = descriptor.of_decoded_many([image for _, _, image in batch])

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +108,7 @@ def index_folder(
     progress: Progress | None = None,
     prune: bool = False,
     max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE,
+    extractors: Callable[[frozenset[str]], Any] | None = None,
 ) -> IndexReport:
     """Build or sync the index of every image under ``folder``.
 
@@ -131,6 +133,9 @@ def index_folder(
         In [0, 1]. Without ``prune``, a sync that finds ``folder`` empty while the index
         holds rows in it, or that would remove more than this share of those rows,
         writes nothing and raises.
+    extractors : callable(known_hashes) -> extractor, optional
+        Makes the extraction backend of the run (e.g. :class:`indexer.cluster.ClusterExtractor`);
+        default: ``workers`` local processes.
 
     Returns
     -------
@@ -185,7 +190,8 @@ def index_folder(
         adopt_legacy_root(store)
         store.add_root(top)
         changed = {states[f.path].content_hash for f in todo if f.path in states}
-        with Extractor(workers, known_hashes=frozenset(vanished) | frozenset(changed)) as extractor:
+        make = extractors or (lambda known: Extractor(workers, known_hashes=known))
+        with make(frozenset(vanished) | frozenset(changed)) as extractor:
             codebook_id, codebook, layout, note = _codebook(
                 store, files, extractor, n_colors=n_colors, layout=layout, seed=seed, max_side=max_side,
                 max_pixels=max_pixels,
