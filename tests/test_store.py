@@ -97,3 +97,31 @@ def test_writer_lock_is_exclusive(db):
 def test_bad_url():
     with pytest.raises(StoreError, match="cannot open database"):
         Store("postgresql://nobody@127.0.0.1:1/none")
+
+
+@pytest.mark.postgres
+def test_postgres_adds_rows_by_copy_into_lz4_histograms(postgres_url):
+    from sqlalchemy import event, text
+
+    with Store(postgres_url, create=True) as store:
+        cid = store.save_codebook(_codebook(), "global")
+        inserts = []
+        event.listen(store.engine, "before_cursor_execute",
+                     lambda conn, cursor, statement, *args: inserts.append(statement) if "INSERT INTO images" in statement else None)
+        records = [_record(f"/img/été {i}.jpg", i) for i in range(700)]
+        store.write_batch(codebook_id=cid, added=records)
+        assert inserts == []  # written by COPY, not by INSERT statements
+        ids, X = store.all_histograms()
+        paths = store.paths(ids)
+        assert sorted(paths.values()) == sorted(r.path for r in records)
+        by_path = {r.path: r for r in records}
+        for image_id, histogram in zip(ids, X):
+            record = by_path[paths[int(image_id)]]
+            np.testing.assert_array_equal(histogram, record.histogram)
+            row = store.image(int(image_id))
+            assert (row.size, row.mtime, row.content_hash, row.width, row.height) == (
+                record.size, record.mtime, record.content_hash, record.width, record.height)
+        with store.engine.connect() as conn:
+            method = conn.execute(text("SELECT attcompression FROM pg_attribute "
+                                       "WHERE attrelid = 'images'::regclass AND attname = 'histogram'")).scalar()
+        assert method == "l"  # lz4, not the default pglz
