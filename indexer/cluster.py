@@ -31,6 +31,7 @@ from indexer.extract import Outcome, _extract_many, _sample_many, settings_of
 
 if TYPE_CHECKING:
     from distributed import Client, Future
+    from typing_extensions import Self
 
 #: Seconds to wait for the scheduler, and for a first worker to join it.
 CONNECT_SECONDS = 10.0
@@ -147,7 +148,7 @@ class ClusterExtractor:
         self._known: Future | frozenset[str] = frozenset()
         self._distributed = _distributed()
 
-    def __enter__(self) -> ClusterExtractor:
+    def __enter__(self) -> Self:
         if self._known_hashes:
             # Sent once as a task of its own (recomputable if the worker holding it dies), not with every task.
             self._known = self.client.submit(frozenset, self._known_hashes, key=f"cbir-known-{uuid.uuid4().hex}")
