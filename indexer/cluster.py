@@ -167,7 +167,7 @@ class ClusterExtractor:
         """(chunk, results) for every chunk, as tasks complete, with a bounded number in flight."""
         distributed = self._distributed
         running = distributed.as_completed()
-        chunk_of: dict[str, list] = {}
+        chunk_of: dict[Any, list] = {}
 
         def submit(chunk: list) -> None:
             future = self.client.submit(fn, *args(chunk), pure=False)
