@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbir.errors import BadInputError, StoreError
+from cbir.errors import BadInputError, ClusterError, StoreError
 from cbir.store import Store
 from search import Searcher
 from tests.conftest import gradient, make_color_folder, noisy, write_image
 
 distributed = pytest.importorskip("distributed")
 
-from indexer.cluster import ClusterExtractor, parse_address
+from indexer.cluster import ClusterExtractor, connect, parse_address
 from indexer.extract import Extractor
 
 DASK = str(Path(sys.executable).with_name("dask"))
@@ -54,8 +54,9 @@ class Cluster:
                          "--host", "127.0.0.1", *extra], env, workdir / f"worker{i}.log")
             for i in range(n_workers)
         ]
-        with distributed.Client(self.address, timeout=30) as client:
-            client.wait_for_workers(n_workers, timeout=120)
+        if n_workers:
+            with distributed.Client(self.address, timeout=30) as client:
+                client.wait_for_workers(n_workers, timeout=120)
 
     @staticmethod
     def _start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -149,6 +150,23 @@ def test_cluster_without_the_extra_says_how_to_install_it(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == "Error: --cluster needs Dask distributed: pip install 'cbir[distributed]'"
     assert not (tmp_path / "x.db").exists()
+
+
+def test_workers_and_cluster_exclude_each_other(tmp_path):
+    make_color_folder(tmp_path / "images")
+    result = cbir_index(tmp_path / "images", str(tmp_path / "x.db"), "--workers", "2", "--cluster", "local:2")
+    assert result.returncode == 2 and "--workers and --cluster exclude each other" in result.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_scheduler_without_workers_is_a_clear_error(tmp_path):
+    own = Cluster(tmp_path / "dask", n_workers=0)
+    try:
+        with pytest.raises(ClusterError, match=f"the Dask scheduler at {own.address} has no workers"), \
+                connect(own.address, timeout=2):
+            pass
+    finally:
+        own.close()
 
 
 @pytest.mark.postgres
