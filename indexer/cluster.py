@@ -85,8 +85,9 @@ def connect(address: str, *, timeout: float = CONNECT_SECONDS) -> Iterator[Clien
     kind, n_workers = parse_address(address)
     distributed = _distributed()
     if kind == "local":
+        # On loopback only; the HTTP server the scheduler always runs on a free port (no warning about 8787).
         cluster = distributed.LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
         )
         with cluster, distributed.Client(cluster) as client:
             yield client

@@ -169,6 +169,19 @@ def test_a_scheduler_without_workers_is_a_clear_error(tmp_path):
         own.close()
 
 
+@pytest.mark.slow
+def test_local_cluster_indexes_like_local_workers_and_says_only_the_summary(tmp_path):
+    folder = make_color_folder(tmp_path / "images")
+    local_db, cluster_db = str(tmp_path / "local.db"), str(tmp_path / "cluster.db")
+    assert cbir_index(folder, local_db, "--workers", "2").returncode == 0
+    result = subprocess.run([sys.executable, "-m", "cbir", "index", str(folder), "--db", cluster_db, "--colors", "16",
+                             "-q", "--cluster", "local:2"], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("24 images found: 24 added"), result.stderr  # no Dask chatter
+    assert rows(cluster_db) == rows(local_db)
+
+
 @pytest.mark.postgres
 def test_unreachable_scheduler_is_one_line_exit_2_and_nothing_written(tmp_path, postgres_url):
     make_color_folder(tmp_path / "images")
