@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from cbir.distances import DEFAULT_METRIC, METRICS
+from cbir.distances import COMPACT, SEARCH_METRICS
 from cbir.errors import CbirError
 from cbir.store import DEFAULT_DB
 
@@ -158,12 +158,13 @@ def main() -> None:
 @click.option("--cluster", default=None, metavar="tcp://HOST:PORT|local:N",
               help="Extract on the workers of this Dask scheduler (files at the same paths on every worker), "
                    "or on a local Dask cluster of N processes. Needs: pip install 'cbir[distributed]'.")
+@click.option("--refit", is_flag=True, help="Fit the compact projection again on a fresh sample and re-project every image.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def index(folder: str | None, db: str, n_colors: int | None, layout: str | None, workers: int | None, seed: int,
           max_pixels: int | None, batch_size: int, prune: bool, max_removal_share: float, remove_root: str | None,
-          cluster: str | None, as_json: bool, quiet: bool) -> None:
+          cluster: str | None, refit: bool, as_json: bool, quiet: bool) -> None:
     """Build or sync the index of every image under FOLDER (another folder adds a root to the index)."""
 
     from cbir.images import DEFAULT_MAX_PIXELS
@@ -191,7 +192,7 @@ def index(folder: str | None, db: str, n_colors: int | None, layout: str | None,
         report = index_folder(
             folder, store, n_colors=n_colors, layout=layout, workers=workers, seed=seed,
             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, batch_size=batch_size, progress=progress,
-            prune=prune, max_removal_share=max_removal_share, extractors=extractors,
+            prune=prune, max_removal_share=max_removal_share, extractors=extractors, refit=refit,
         )
     if report.codebook_note:
         click.echo(f"note: {report.codebook_note}", err=True)
@@ -204,6 +205,10 @@ def index(folder: str | None, db: str, n_colors: int | None, layout: str | None,
         f"({report.seconds:.1f} s; {report.n_colors} colors, {report.layout} layout)",
         err=True,
     )
+    if report.vectors.get("fitted") or report.vectors.get("projected"):
+        click.echo(f"compact vectors: {report.vectors['projected']} projected"
+                   f"{' with a newly fitted projection' if report.vectors['fitted'] else ''} "
+                   f"({report.vectors['dim']} dimensions)", err=True)
     if report.failed:
         click.echo("skipped:", err=True)
         for failure in report.failed[:20]:
@@ -218,11 +223,12 @@ def index(folder: str | None, db: str, n_colors: int | None, layout: str | None,
 @click.option("--colors", "colors_text", metavar="'#RRGGBB:W,...'", default=None,
               help="Query by up to 5 colors with weights instead of an image, e.g. '#e0c080:0.6,#3060c0:0.4'.")
 @click.option("-k", "k", type=click.IntRange(1), default=10, show_default=True, help="Number of results.")
-@click.option("--metric", type=click.Choice(METRICS), default=DEFAULT_METRIC, show_default=True)
+@click.option("--metric", type=click.Choice(SEARCH_METRICS), default=COMPACT, show_default=True,
+              help="compact: the learned 128-number vectors; any other: the full histograms.")
 @click.option("--exact", "mode", flag_value="exact",
               help="Exact search even on large indexes (default: exact below 100,000 images, approximate above).")
-@click.option("--approximate", "mode", flag_value="ann", help="IVF candidates re-ranked exactly, whatever the size.")
-@click.option("--brute", "mode", flag_value="brute", help="Compare with every stored histogram (same ranking as --exact).")
+@click.option("--approximate", "mode", flag_value="ann", help="Compact candidates re-ranked by --metric, whatever the size.")
+@click.option("--brute", "mode", flag_value="brute", help="Compare with every stored row (same ranking as --exact).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @handle_errors
 def search(image: str | None, db: str, colors_text: str | None, k: int, metric: str, mode: str | None, as_json: bool) -> None:
@@ -230,6 +236,7 @@ def search(image: str | None, db: str, colors_text: str | None, k: int, metric: 
     from cbir.color_query import format_colors, parse_colors
     from cbir.vectors import use_threads
     from search import Searcher
+    from search.searcher import APPROX_MIN_SIZE
 
     if (image is None) == (colors_text is None):
         raise click.UsageError("give exactly one of IMAGE or --colors")
@@ -242,11 +249,18 @@ def search(image: str | None, db: str, colors_text: str | None, k: int, metric: 
             results = searcher.search_colors(colors, k=k, metric=metric, method=method)
         else:
             results = searcher.search_image(image, k=k, metric=metric, method=method)
+        approximate = method == "ann" or (method == "auto" and searcher.store.count() >= APPROX_MIN_SIZE)
     finally:
         searcher.store.close()
+    if searcher.note:
+        click.echo(f"note: {searcher.note}", err=True)
+    elif approximate:
+        click.echo("note: approximate ranking (" + ("IVF lists of the compact vectors" if metric == COMPACT else
+                   f"compact candidates re-ranked by {metric}") + "); --exact ranks exactly", err=True)
     if as_json:
         query = f"colors:{format_colors(colors)}" if colors is not None else os.path.abspath(str(image))
-        emit_json({"query": query, "metric": metric, "results": [r.to_dict() for r in results]})
+        emit_json({"query": query, "metric": metric, "approximate": approximate and not searcher.note,
+                   "note": searcher.note, "results": [r.to_dict() for r in results]})
         return
     width = len(str(len(results)))
     for result in results:
@@ -275,6 +289,15 @@ def info(db: str, failures: bool, as_json: bool) -> None:
             "generation": store.generation(),
             "roots": [{"path": path, "images": n} for path, n in store.roots().items()],
         }
+        if found:
+            from cbir.projection import stored_projection
+            from indexer.project import refit_advice
+
+            projection = stored_projection(store, found[1].centers)
+            document["projection"] = ({"fingerprint": projection[1].fingerprint, "dim": projection[1].dim,
+                                       "projected": store.projected_count(projection[0]), **projection[1].params}
+                                      if projection else None)
+            document["advice"] = refit_advice(store, found[1])
         if failures:
             document["failed"] = [{"path": f.path, "reason": f.reason} for f in store.failures()]
     if as_json:
@@ -284,6 +307,12 @@ def info(db: str, failures: bool, as_json: bool) -> None:
         click.echo(f"{key:>20}: {document[key]}")
     for root in document["roots"]:
         click.echo(f"{'root':>20}: {root['path']} ({root['images']} images)")
+    if document.get("projection"):
+        p = document["projection"]
+        click.echo(f"{'projection':>20}: {p['fingerprint']} ({p['dim']} dimensions, fitted on {p['fitted_on']} of "
+                   f"{p['collection']} images, {p['projected']} projected)")
+    if document.get("advice"):
+        click.echo(f"note: {document['advice']}", err=True)
     for failure in document.get("failed", []):
         click.echo(f"  {failure['path']}: {failure['reason']}")
 
@@ -519,7 +548,7 @@ def _run_evaluation(benchmark: Any, *, descriptor: str, metric: str | None, db: 
 
     store = None
     if descriptor == "cbir":
-        metric = metric or DEFAULT_METRIC
+        metric = metric or COMPACT
         click.echo(f"evaluating with the index at {db}", err=True)
         store, ranker, config = _benchmark_ranker(
             benchmark, db, metric=metric, n_colors=n_colors, layout=layout, workers=workers, quiet=quiet
@@ -580,8 +609,8 @@ def _label(document: dict) -> str:
 @db_option
 @click.option("--protocol", default="classes", show_default=True,
               help="classes (one sub-folder per class), wang, holidays, ukbench, or csv:FILE (columns path, group[, is_query]).")
-@click.option("--metric", type=click.Choice(METRICS), default=None,
-              help=f"Distance [default: {DEFAULT_METRIC}; a peer baseline's own for --descriptor].")
+@click.option("--metric", type=click.Choice(SEARCH_METRICS), default=None,
+              help=f"Distance [default: {COMPACT}, as 'cbir search'; a peer baseline's own for --descriptor].")
 @click.option("--descriptor", type=click.Choice(DESCRIPTORS), default="cbir", show_default=True,
               help="cbir's codebook histogram (through the index, as 'cbir search'), or a peer baseline: "
                    "rgb-grid3 (pochih/CBIR), hsv-regions (PyImageSearch 2014).")
@@ -605,7 +634,7 @@ def evaluate(dataset: str, db: str, protocol: str, metric: str | None, descripto
     benchmark = load_benchmark(dataset, protocol)  # bad names or an empty folder: fail before writing anything
     others: list[tuple[str, str | None, dict | None]] = []
     for spec in compare:
-        if spec in METRICS:
+        if spec in SEARCH_METRICS:
             others.append((descriptor, spec, None))
         elif spec in DESCRIPTORS:
             others.append((spec, None, None))
@@ -616,7 +645,7 @@ def evaluate(dataset: str, db: str, protocol: str, metric: str | None, descripto
             except (OSError, ValueError) as exc:
                 raise BadInputError(f"--compare {spec}: cannot read the report ({exc})") from None
         else:
-            raise BadInputError(f"--compare {spec!r}: not a metric ({', '.join(METRICS)}), a descriptor "
+            raise BadInputError(f"--compare {spec!r}: not a metric ({', '.join(SEARCH_METRICS)}), a descriptor "
                                 f"({', '.join(DESCRIPTORS)}) or a .json report")
     options = dict(db=db, n_colors=n_colors, layout=layout, workers=workers, quiet=quiet)
     document = _run_evaluation(benchmark, descriptor=descriptor, metric=metric, **options).to_dict()

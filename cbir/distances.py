@@ -222,6 +222,10 @@ SIMPLE_METRICS: dict[str, Distance] = {
 METRICS = ("chi2", "qfd", "qfd-gauss", "l1", "l2", "intersection", "hellinger", "chi2-soft")
 #: Measured on Wang and on a near-duplicate set (README, "Retrieval accuracy").
 DEFAULT_METRIC = "chi2-soft"
+#: The compact search (L2 between learned projections, :mod:`cbir.projection`): what a search ranks by
+#: unless a full-histogram metric above is asked for.
+COMPACT = "compact"
+SEARCH_METRICS = (COMPACT, *METRICS)
 
 
 def check_metric(metric: str) -> str:

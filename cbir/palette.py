@@ -570,7 +570,9 @@ def indexed_palette(store: Store, image_id: int, *, k: int = 8, sort: str = DEFA
     shares = area_shares(row.path, found[1], found[2])
     if shares is not None:
         return palette_from_histogram(shares, found[1], k=k, sort=sort)
-    return palette_from_histogram(np.frombuffer(row.histogram, dtype="<f4"), found[1], k=k, sort=sort, layout=found[2])
+    from cbir.store import histogram_from_bytes
+
+    return palette_from_histogram(histogram_from_bytes(row.histogram), found[1], k=k, sort=sort, layout=found[2])
 
 
 def area_shares(path: str, codebook: Codebook, layout: str) -> np.ndarray | None:

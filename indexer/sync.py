@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,10 @@ from cbir.descriptor import Descriptor
 from cbir.errors import BadImageError, BadInputError, CodebookMismatchError
 from cbir.histogram import DEFAULT_LAYOUT, parse_layout
 from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
-from cbir.store import Failure, FileState, ImageRecord, Store
+from cbir.projection import Projection, project, stored_projection
+from cbir.store import Failure, FileState, ImageRecord, Store, as_stored
 from indexer.extract import Extractor, Outcome
+from indexer.project import update_vectors
 from indexer.roots import DEFAULT_MAX_REMOVAL_SHARE, adopt_legacy_root, check_removals, root_path
 from indexer.scan import FoundFile, scan
 
@@ -54,8 +56,10 @@ class IndexReport:
     codebook_note: str | None = None
     n_colors: int = 0
     layout: str = ""
-    #: Wall seconds per phase: scan, codebook, extract (with writing), finish (removals, vector index).
+    #: Wall seconds per phase: scan, codebook, extract (with writing), write (removals), finish (compact vectors).
     phases: dict[str, float] = field(default_factory=dict)
+    #: What the projection pass did (:class:`indexer.project.VectorReport` as a dict).
+    vectors: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "failed"}
@@ -109,6 +113,7 @@ def index_folder(
     prune: bool = False,
     max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE,
     extractors: Callable[[frozenset[str]], Any] | None = None,
+    refit: bool = False,
 ) -> IndexReport:
     """Build or sync the index of every image under ``folder``.
 
@@ -136,6 +141,9 @@ def index_folder(
     extractors : callable(known_hashes) -> extractor, optional
         Makes the extraction backend of the run (e.g. :class:`indexer.cluster.ClusterExtractor`);
         default: ``workers`` local processes.
+    refit : bool
+        Fit the compact projection again on a fresh sample and re-project every image
+        (see :mod:`indexer.project`).
 
     Returns
     -------
@@ -202,6 +210,7 @@ def index_folder(
             descriptor = Descriptor(codebook, layout=layout, max_side=analysed_side, max_pixels=max_pixels)
             sizes = {f.path: f for f in todo}
             writer = _BatchWriter(store, codebook_id, descriptor, report, batch_size)
+            writer.projection = stored_projection(store, codebook.centers)
             for done, outcome in enumerate(extractor.extract([f.path for f in todo], descriptor), 1):
                 _apply(outcome, sizes[outcome.path], states.get(outcome.path), vanished, writer)
                 writer.maybe_flush()
@@ -215,6 +224,8 @@ def index_folder(
         gone_failures = [path for path in old_failures if path not in on_disk]
         if gone_failures:
             store.remove_failures(gone_failures)
+        clock.lap("write")
+        report.vectors = update_vectors(store, codebook_id, codebook, refit=refit, seed=seed).__dict__
     # The vector index is derived data: the first search builds it (memory here stays one batch).
     clock.lap("finish")
     report.phases = clock.laps
@@ -298,6 +309,8 @@ class _BatchWriter:
     def __init__(self, store: Store, codebook_id: int, descriptor: Descriptor, report: IndexReport, batch_size: int) -> None:
         self.store, self.codebook_id, self.report, self.batch_size = store, codebook_id, report, batch_size
         self.descriptor = descriptor
+        #: (id, projection) the records' compact vectors are made with; None before the first fit.
+        self.projection: tuple[int, Projection] | None = None
         self.last = time.monotonic()
         self._reset()
 
@@ -319,9 +332,17 @@ class _BatchWriter:
 
     def flush(self) -> None:
         if self.pending():
+            projection_id = None
+            if self.projection is not None and (self.added or self.updated):
+                projection_id, projection = self.projection
+                records = self.added + [record for _, record in self.updated]
+                vectors = project(as_stored(np.stack([r.histogram for r in records])), projection)
+                with_vectors = [replace(r, vector=v) for r, v in zip(records, vectors)]
+                self.added = with_vectors[: len(self.added)]
+                self.updated = [(i, r) for (i, _), r in zip(self.updated, with_vectors[len(self.added) :])]
             self.store.write_batch(
                 codebook_id=self.codebook_id, added=self.added, updated=self.updated, moved=self.moved,
-                touched=self.touched, removed=self.removed, failed=self.failed,
+                touched=self.touched, removed=self.removed, failed=self.failed, projection_id=projection_id,
             )
         self._reset()
         self.last = time.monotonic()

@@ -40,9 +40,10 @@ from starlette.exceptions import HTTPException
 from cbir.codebook import Codebook
 from cbir.color_query import MAX_QUERY_COLORS, parse_hex, to_hex
 from cbir.descriptor import Descriptor
-from cbir.distances import DEFAULT_METRIC, METRICS
+from cbir.distances import COMPACT, SEARCH_METRICS
 from cbir.errors import BadImageError, BadInputError, CbirError, StoreError
 from cbir.palette import area_shares, palette_from_histogram
+from cbir.store import histogram_from_bytes
 from search.searcher import Searcher
 from search.sync_api import add_sync_route
 from search.thumbnails import DEFAULT_CACHE_BYTES, DEFAULT_THUMBNAIL_SIZE, Thumbnails
@@ -64,7 +65,7 @@ _STATIC = {
 }
 _ID = re.compile(r"[0-9]{1,18}")
 
-Metric = Enum("Metric", {name.replace("-", "_"): name for name in METRICS}, type=str)  # type: ignore[misc]
+Metric = Enum("Metric", {name.replace("-", "_"): name for name in SEARCH_METRICS}, type=str)  # type: ignore[misc]
 
 
 # --- schema ---------------------------------------------------------------------------
@@ -208,7 +209,7 @@ class _Service:
             return dict(zip(ids, store.histograms(ids), strict=True))
         except StoreError:  # a row went away since the search: fetch what is left one by one
             rows = {image_id: store.image(image_id) for image_id in ids}
-            return {i: np.frombuffer(row.histogram, dtype="<f4") for i, row in rows.items() if row is not None}
+            return {i: histogram_from_bytes(row.histogram) for i, row in rows.items() if row is not None}
 
     def row(self, image_id: str):  # type: ignore[no-untyped-def]
         """The store row of an id given in a URL, or 404. The id is only ever parsed as an integer."""
@@ -223,7 +224,7 @@ def _service(request: Request) -> _Service:
 
 
 ServiceDep = Annotated[_Service, Depends(_service)]
-_DEFAULT_METRIC = Metric(DEFAULT_METRIC)
+_DEFAULT_METRIC = Metric(COMPACT)
 K = Annotated[int, Query(ge=1, le=MAX_K, description="Number of results.")]
 MetricQuery = Annotated[Metric, Query(description="Distance between histograms.")]  # type: ignore[valid-type]
 
@@ -357,8 +358,8 @@ def create_app(
             "codebook_size": service.codebook.n_colors,
             "layout": service.searcher.descriptor.layout,
             "codebook_fingerprint": service.codebook.fingerprint,
-            "metrics": list(METRICS),
-            "default_metric": DEFAULT_METRIC,
+            "metrics": list(SEARCH_METRICS),
+            "default_metric": COMPACT,
             "max_k": MAX_K,
             "max_colors": MAX_QUERY_COLORS,
             "max_upload_bytes": max_upload_bytes,
@@ -403,7 +404,7 @@ def create_app(
     ) -> dict[str, Any]:
         started = time.perf_counter()
         row = service.row(image_id)
-        histogram = np.frombuffer(row.histogram, dtype="<f4")
+        histogram = histogram_from_bytes(row.histogram)
         label = os.path.basename(row.path)
         return service.search(histogram, kind="similar", label=label, k=k, metric=metric.value, started=started, path=row.path)
 

@@ -1,6 +1,12 @@
 """Searcher: ranks the indexed images against a query histogram, image or array.
 
-Two paths give the same ranking:
+The default metric, ``compact``, ranks by L2 between compact vectors (the learned
+projection of :mod:`cbir.projection`, stored for every row): a flat FAISS scan below
+:data:`cbir.vectors.COMPACT_ANN_MIN_SIZE` images (exact), IVF lists from there
+(approximate). An index whose rows have no vectors yet (made by an older cbir, or
+an interrupted run) is searched with exact chi2-soft instead, and :attr:`Searcher.note` says so.
+
+For a full-histogram metric (chi2-soft, qfd, ...) two paths give the same ranking:
 
 * ``method="exact"`` (the default below :data:`APPROX_MIN_SIZE` images): FAISS over
   the metric's embedding (see :mod:`cbir.embedding`) yields candidates in order of a
@@ -9,8 +15,9 @@ Two paths give the same ranking:
   top k. Exact, and fast because the bound is tight.
 * ``method="brute"``: exact distance to every stored histogram.
 
-``method="ann"`` (the default from :data:`APPROX_MIN_SIZE` images) takes IVF
-candidates and re-ranks them exactly: fast, but a true neighbour can be missed.
+``method="ann"`` (the default from :data:`APPROX_MIN_SIZE` images) takes the compact
+search's candidates (IVF candidates of the metric's own embedding on an index without
+compact vectors) and re-ranks them exactly: fast, but a true neighbour can be missed.
 
 Results are sorted by (distance, id), so equal distances always come out in the same order.
 """
@@ -24,18 +31,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from cbir.descriptor import Descriptor
-from cbir.distances import DEFAULT_METRIC, Distance, check_metric, distance_function
+from cbir.distances import COMPACT, DEFAULT_METRIC, Distance, check_metric, distance_function
 from cbir.embedding import Embedding, embedding_for
 from cbir.errors import BadInputError, CodebookMismatchError, StoreError
 from cbir.images import DEFAULT_MAX_SIDE
-from cbir.store import Store
-from cbir.vectors import VectorIndex, ensure_vector_index
+from cbir.projection import Projection, project, stored_projection
+from cbir.store import Store, as_stored
+from cbir.vectors import VectorIndex, compact_kind, ensure_compact_index, ensure_vector_index
 
 _FIRST_CANDIDATES = 64
 # Fetching more candidate rows than this one by one costs more than loading the whole matrix once.
 _LOAD_ALL_ABOVE = 2000
 #: Collections at least this large are searched approximately (IVF + exact re-ranking) unless asked otherwise.
 APPROX_MIN_SIZE = 100_000
+DEFAULT_SEARCH_METRIC = COMPACT
+# Compact candidates asked beyond k, so images tied at the k-th distance are ordered by id, not by FAISS.
+_TIE_MARGIN = 32
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,10 @@ class Searcher:
         #: Approximate mode: IVF lists visited, and candidates re-ranked exactly.
         self.nprobe = 16
         self.ann_candidates = 500
+        self._compact: tuple[int, tuple[int, Projection, Embedding] | None] | None = None  # (generation, state)
+        self._vectors: tuple[int, np.ndarray, np.ndarray] | None = None
+        #: Why the last search did not rank as asked (compact vectors missing), or None.
+        self.note: str | None = None
 
     @classmethod
     def open(cls, db: str | os.PathLike[str]) -> Searcher:
@@ -123,7 +138,7 @@ class Searcher:
         colors: Iterable[tuple[Sequence[int], float]],
         *,
         k: int = 10,
-        metric: str = DEFAULT_METRIC,
+        metric: str = DEFAULT_SEARCH_METRIC,
         method: str = "auto",
     ) -> list[Result]:
         """Rank the index against a query by colors: ((r, g, b), weight) pairs (QBIC-style).
@@ -143,7 +158,7 @@ class Searcher:
         histogram: np.ndarray,
         *,
         k: int = 10,
-        metric: str = DEFAULT_METRIC,
+        metric: str = DEFAULT_SEARCH_METRIC,
         method: str = "auto",
     ) -> list[Result]:
         """Rank the index against a histogram made with this index's descriptor.
@@ -154,13 +169,15 @@ class Searcher:
         k : int
             Number of results (fewer if the index is smaller).
         metric : str
-            One of :data:`cbir.distances.METRICS`.
+            ``"compact"`` (default) or one of :data:`cbir.distances.METRICS`.
         method : {"auto", "exact", "ann", "brute"}
             ``exact``: through the flat FAISS index with a proven stopping rule;
             ``ann``: through an IVF index, the top candidates re-ranked exactly
             (approximate: a true neighbour can be missed); ``brute``: exact
             distance to every image; ``auto`` (default): ``exact`` below
-            :data:`APPROX_MIN_SIZE` images, ``ann`` from there on.
+            :data:`APPROX_MIN_SIZE` images, ``ann`` from there on. For ``compact``:
+            ``exact`` and ``brute`` scan every stored vector; ``auto`` and ``ann``
+            use the index kind that fits the size (flat, then IVF).
 
         Raises
         ------
@@ -169,7 +186,7 @@ class Searcher:
         CodebookMismatchError
             If the histogram's length does not fit this index's codebook and layout.
         """
-        check_metric(metric)
+        _check_search_metric(metric)
         if int(k) < 1:
             raise BadInputError(f"k must be at least 1, got {k}")
         query = np.asarray(histogram, dtype=np.float32).reshape(-1)
@@ -192,10 +209,10 @@ class Searcher:
         BadImageError
             If a file cannot be read as an image.
         """
-        k, metric, method = options.pop("k", 10), options.pop("metric", DEFAULT_METRIC), options.pop("method", "auto")
+        k, metric, method = options.pop("k", 10), options.pop("metric", DEFAULT_SEARCH_METRIC), options.pop("method", "auto")
         if options:
             raise BadInputError(f"unknown search options: {', '.join(options)}")
-        check_metric(metric)
+        _check_search_metric(metric)
         if int(k) < 1:
             raise BadInputError(f"k must be at least 1, got {k}")
         ranked = []
@@ -216,6 +233,18 @@ class Searcher:
     def _ranked(self, query: np.ndarray, k: int, metric: str, method: str) -> tuple[np.ndarray, np.ndarray]:
         """Ids and distances of the top ``k``, in rank order (distance, then id)."""
         self._snapshot()  # one look at the store per search; the steps below use self._state
+        self.note = None
+        query = as_stored(query)  # rounded as stored rows are: an indexed image finds itself at distance 0
+        if method not in ("auto", "exact", "ann", "brute"):
+            raise BadInputError(f"unknown search method {method!r}; choose auto, exact, ann or brute")
+        if metric == COMPACT:
+            if self.compact_state() is not None:
+                ids, distances = self._compact_search(query, k, method)
+                order = _rank(ids, distances, k)
+                return ids[order], distances[order]
+            self.note = (f"{self.store.display} has no compact vectors for every image (an index made by an older "
+                         f"cbir, or an interrupted run): ranked by exact {DEFAULT_METRIC}; run 'cbir index FOLDER' to add them")
+            metric = DEFAULT_METRIC
         if method == "auto":
             method = "ann" if self._state[1] >= APPROX_MIN_SIZE else "exact"
         if method == "brute":
@@ -291,6 +320,9 @@ class Searcher:
     # --- approximate through IVF -----------------------------------------------------
     def _approximate(self, query: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
         embedding, distance = self._metric(metric)
+        if self.compact_state() is not None:
+            ids, _ = self._compact_search(query, max(self.ann_candidates, 4 * k), "ann")
+            return ids, distance(query, self._stored(ids))
         index = self._current_index(embedding, "ivf")
         if index.size == 0:
             return np.empty(0, np.int64), np.empty(0)
@@ -298,6 +330,57 @@ class Searcher:
         _, found = index.search(embedding.transform(query), max(self.ann_candidates, 4 * k))
         ids = found[0][found[0] >= 0]
         return ids, distance(query, self._stored(ids))
+
+    # --- compact ----------------------------------------------------------------------
+    def compact_state(self) -> tuple[int, Projection, Embedding] | None:
+        """(projection id, projection, its embedding) when every stored image has a vector of it, else None."""
+        if self._state[0] < 0:
+            self._snapshot()
+        generation, count = self._state
+        if self._compact is None or self._compact[0] != generation:
+            state = None
+            found = stored_projection(self.store, self.codebook.centers)
+            if found is not None and count and self.store.projected_count(found[0]) == count:
+                projection_id, projection = found
+                embedding = Embedding(f"compact-{projection.fingerprint}",
+                                      lambda X, p=projection: project(X, p), np.sqrt)
+                state = (projection_id, projection, embedding)
+            self._compact = (generation, state)
+        return self._compact[1]
+
+    def compact_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors (n, m)) of every image, as stored, cached until the store changes."""
+        state = self.compact_state()
+        if state is None:
+            raise StoreError(f"{self.store.display} has no compact vectors for every image; run 'cbir index FOLDER'")
+        generation = self._state[0]
+        if self._vectors is None or self._vectors[0] != generation:
+            parts = list(self.store.iter_vectors(state[0]))
+            self._vectors = (generation, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        return self._vectors[1], self._vectors[2]
+
+    def _compact_search(self, query: np.ndarray, k: int, method: str) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and L2 distances between compact vectors: the top candidates (all of them for exact/brute)."""
+        state = self.compact_state()
+        assert state is not None
+        _, projection, embedding = state
+        vector = project(query, projection)
+        if method in ("exact", "brute"):
+            ids, V = self.compact_vectors()
+            return ids, np.concatenate([_l2(V[s : s + 20_000], vector[0]) for s in range(0, len(V), 20_000)])
+        key = f"{embedding.name}.{compact_kind(self._state[1])}"
+        index = self._indexes.get(key)
+        if index is None or (index.stamp.generation, index.stamp.count) != self._state:
+            index = ensure_compact_index(self.store, self.codebook, state[0], embedding)
+            self._indexes[key] = index
+        if index.size == 0:
+            return np.empty(0, np.int64), np.empty(0)
+        squared, found = index.search(vector, min(k + _TIE_MARGIN, index.size))
+        ids = found[0][found[0] >= 0]
+        if index.stamp.kind == "flat":
+            # FAISS's |x|^2 + |y|^2 - 2xy leaves ~1e-7 between equal vectors: recompute the few found exactly.
+            return ids, _l2(index.index.reconstruct_batch(ids), vector[0])
+        return ids, np.sqrt(np.maximum(squared[0][: len(ids)].astype(np.float64), 0.0))
 
     def vector_index(self, embedding: Embedding, *, kind: str = "flat") -> VectorIndex:
         """The FAISS index of an embedding, kept in memory while it matches the store."""
@@ -326,3 +409,23 @@ class Searcher:
             all_ids, X = self.histograms(generation=generation)
             return X[np.searchsorted(all_ids, ids)]
         return self.store.histograms(ids)
+
+
+def _check_search_metric(metric: str) -> None:
+    if metric != COMPACT:
+        check_metric(metric)
+
+
+def _l2(V: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """L2 distances (n,) in float64 between rows of V (n, m) and v (m,): the same sums on every path.
+
+    Below :data:`_SAME` a distance is 0: the vector of a stored image and of the same image
+    as a query differ by float rounding only (~1e-16; BLAS sums depend on batch shapes), while
+    two histograms one pixel apart are ~1e-5 apart.
+    """
+    distances = np.sqrt(((V.astype(np.float64) - v.astype(np.float64)) ** 2).sum(axis=1))
+    distances[distances < _SAME] = 0.0
+    return distances
+
+
+_SAME = 1e-9

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cbir.cli import main
-from cbir.distances import DEFAULT_METRIC
+from cbir.distances import COMPACT
 from cbir.histogram import DEFAULT_LAYOUT
 from tests.conftest import PALETTE, gradient, noisy, solid, two_tone, write_image
 
@@ -46,7 +46,7 @@ def test_search_ranks_the_matching_colors_first(folder, db):
     result = run("search", str(folder / "blue.jpg"), "--db", str(db), "-k", "3", "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)  # stdout is exactly one JSON document
-    assert document["query"] == str(folder / "blue.jpg") and document["metric"] == DEFAULT_METRIC
+    assert document["query"] == str(folder / "blue.jpg") and document["metric"] == COMPACT
     top = document["results"]
     assert [r["rank"] for r in top] == [1, 2, 3]
     assert top[0] == {"rank": 1, "path": str((folder / "blue.jpg").resolve()), "distance": 0.0, "id": top[0]["id"]}

@@ -13,7 +13,7 @@ from cbir.codebook import Codebook
 from cbir.color import rgb_to_lab
 from cbir.color_query import MAX_QUERY_COLORS, check_colors, format_colors, parse_colors, parse_hex, to_hex
 from cbir.descriptor import Descriptor
-from cbir.distances import DEFAULT_METRIC, METRICS
+from cbir.distances import COMPACT, METRICS
 from cbir.errors import BadInputError
 from cbir.histogram import region_weights
 from cbir.store import Store
@@ -161,7 +161,7 @@ def test_cli_search_by_colors_prints_json(indexed):
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["query"] == "colors:#e0c080:0.7,#0a0a0a:0.3"
-    assert document["metric"] == DEFAULT_METRIC and len(document["results"]) == 2
+    assert document["metric"] == COMPACT and len(document["results"]) == 2
     assert document["results"][0]["path"].endswith("sand_black.png") and document["results"][0]["rank"] == 1
 
 

@@ -123,7 +123,7 @@ from pathlib import Path  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from cbir.cli import main  # noqa: E402
-from cbir.distances import DEFAULT_METRIC  # noqa: E402
+from cbir.distances import COMPACT  # noqa: E402
 from cbir.histogram import DEFAULT_LAYOUT  # noqa: E402
 from tests.conftest import PALETTE, noisy, two_tone, write_image  # noqa: E402
 
@@ -149,7 +149,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dic
 
 def test_evaluate_json_document(evaluated: tuple[Path, Path, dict]) -> None:
     dataset, db, document = evaluated
-    assert document["protocol"] == "classes" and document["metric"] == DEFAULT_METRIC
+    assert document["protocol"] == "classes" and document["metric"] == COMPACT
     assert document["queries"] == 16 and len(document["per_query"]) == 16
     assert set(document["per_class"]) == set(_CLASSES)
     assert 0.0 < document["mAP"] <= 1.0

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from cbir.store import Store
-from cbir.distances import DEFAULT_METRIC
+from cbir.distances import COMPACT
 from cbir.histogram import DEFAULT_LAYOUT
 from indexer import index_folder
 from search import Searcher
@@ -137,7 +137,7 @@ def test_info_reports_the_index(client, ids):
     info = client.get("/api/info").json()
     assert info["images"] == len(ids) == 27
     assert info["codebook_size"] <= 16 and info["layout"] == DEFAULT_LAYOUT
-    assert "qfd" in info["metrics"] and info["default_metric"] == DEFAULT_METRIC
+    assert "qfd" in info["metrics"] and info["default_metric"] == COMPACT
     assert info["max_upload_bytes"] == LIMIT and info["max_colors"] == 5
 
 

@@ -21,7 +21,7 @@ from indexer import index_folder
 from search.http import create_app
 from tests.conftest import PALETTE
 from tests.test_http import make_folder, running_server
-from cbir.distances import DEFAULT_METRIC
+from cbir.distances import COMPACT
 
 ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -66,7 +66,7 @@ def test_upload_shows_the_expected_first_result(page, site, tmp_path):
     first = page.locator("#results .result").first
     sync_api.expect(first.locator(".name")).to_have_text("red_green.png")
     sync_api.expect(first.locator(".distance")).to_have_text("0.0000")
-    sync_api.expect(page.locator("#status")).to_have_text(re.compile(rf"^20 results by {re.escape(DEFAULT_METRIC)} in \d+ ms$"))
+    sync_api.expect(page.locator("#status")).to_have_text(re.compile(rf"^20 results by {re.escape(COMPACT)} in \d+ ms$"))
     assert len(result_names(page)) == 20
     # The query's palette strip: red (70 %) then green (30 %); every result has its own strip.
     swatches = page.locator("#query-palette span")
@@ -95,7 +95,7 @@ def test_clicking_a_result_searches_by_it(page, site):
 
 def test_metric_and_k_rerun_the_query(page, site):
     page.set_input_files("#file", str(site[1] / "sand_navy.png"))
-    sync_api.expect(page.locator("#status")).to_contain_text(f"by {DEFAULT_METRIC}")
+    sync_api.expect(page.locator("#status")).to_contain_text(f"by {COMPACT}")
     page.fill("#k", "5")
     page.dispatch_event("#k", "change")
     page.select_option("#metric", "qfd")

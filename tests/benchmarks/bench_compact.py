@@ -1,0 +1,135 @@
+"""Accuracy of the compact projection against exact chi2-soft: the table that chose its defaults.
+
+Run by hand (a few minutes on two cores; the sets are made once under ``--work``)::
+
+    pip install scikit-image            # only for the skimage-dup set's source images
+    python tests/benchmarks/bench_compact.py [--wang DIR] [--work DIR] [--json]
+
+Three sets, each indexed by a real ``cbir index`` run (default codebook and layout, its
+own database): Wang (1,000 photos, 10 classes), skimage-dup and wang-dup (near-duplicate
+sets made by ``cbir make-benchmark``; see ``bench_accuracy.py``). On the stored
+histograms, leave-one-out, ties broken by row id as the index does, it measures mAP of
+
+* exact chi2-soft on the full histograms (today's ranking);
+* the projection (:mod:`cbir.projection`) at 64, 128 and 256 dimensions, whitening
+  powers 0 to 0.5, and without the L2 normalization;
+* the compact first stage with its top R candidates re-ranked by exact chi2-soft.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_accuracy import _dataset, _second_set, _wang_dup
+
+from cbir.distances import distance_function
+from cbir.evaluation import evaluate
+from cbir.projection import MAX_FIT_SAMPLE, fit_projection, project
+from cbir.store import Store
+from indexer import index_folder
+
+
+def _stored(data, work: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(centers, histograms in id order, paths in id order) of a default ``cbir index`` run of the set."""
+    db = work / f"{data.name}-default.db"
+    with Store(db, create=True) as store:
+        index_folder(data.root, store, workers=2)
+        centers = store.codebook()[1].centers
+        ids, X = store.all_histograms()
+        paths = store.paths(ids)
+    return centers, X, [paths[int(i)] for i in ids]
+
+
+def _map(data, paths: list[str], rank) -> float:  # type: ignore[no-untyped-def]
+    row = {p: i for i, p in enumerate(paths)}
+
+    def ranker(batch: list[str]) -> list[list[str]]:
+        return [[paths[j] for j in rank(row[p])] for p in batch]
+
+    return evaluate(data.items, ranker, protocol=data.name, metric="x").mean_ap
+
+
+def _variants(centers: np.ndarray, X: np.ndarray) -> dict[str, object]:
+    """label -> rank(i) function giving the order of all rows for query row i."""
+    order_key = np.arange(len(X))
+    chi2_soft = distance_function("chi2-soft", centers)
+    sample = np.random.default_rng(0).permutation(len(X))[:MAX_FIT_SAMPLE]
+    exact = {}
+
+    def exact_distances(i: int) -> np.ndarray:
+        if i not in exact:
+            exact[i] = chi2_soft(X[i], X)
+        return exact[i]
+
+    out: dict[str, object] = {"exact chi2-soft": lambda i: np.lexsort((order_key, exact_distances(i)))}
+
+    def compact(V: np.ndarray):  # type: ignore[no-untyped-def]
+        return lambda i: np.lexsort((order_key, ((V - V[i]) ** 2).sum(axis=1)))
+
+    for m in (64, 128, 256):
+        for whiten in (0.0, 0.15, 0.3, 0.5):
+            projection = fit_projection(X[sample], centers, n_components=m, whiten=whiten, seed=0)
+            out[f"compact m={m} whiten={whiten}"] = compact(project(X, projection))
+    projection = fit_projection(X[sample], centers, n_components=128, seed=0)
+    # Without the final normalization: undo it by re-projecting by hand.
+    from cbir.distances import soften
+
+    Z = np.sqrt(soften(X.astype(np.float64), projection.spread)).astype(np.float32) - projection.mean
+    out["compact m=128, no L2 normalization"] = compact(Z @ projection.components.T)
+    V = project(X, projection)
+    for r in (50, 100, 200):
+        def reranked(i: int, r: int = r) -> np.ndarray:
+            first = np.lexsort((order_key, ((V - V[i]) ** 2).sum(axis=1)))
+            head = first[:r]
+            d = exact_distances(i)[head]
+            return np.concatenate([head[np.lexsort((head, d))], first[r:]])
+
+        out[f"compact m=128 + chi2-soft re-rank of top {r}"] = reranked
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--wang", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "datasets" / "wang")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/cbir-bench-accuracy"))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    second = _second_set(args.work)
+    dup = _wang_dup(args.work, args.wang)
+    from cbir.transforms import GROUND_TRUTH
+
+    sets = [
+        _dataset("wang", args.wang, "wang"),
+        _dataset("skimage-dup", second, f"csv:{second / GROUND_TRUTH}"),
+        _dataset("wang-dup", dup, f"csv:{dup / GROUND_TRUTH}"),
+    ]
+    table: dict[str, dict[str, float]] = {}
+    for data in sets:
+        started = time.perf_counter()
+        centers, X, paths = _stored(data, args.work)
+        print(f"{data.name}: {len(X)} images indexed ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        for label, rank in _variants(centers, X).items():
+            table.setdefault(label, {})[data.name] = _map(data, paths, rank)
+            print(f"  {label}: {table[label][data.name]:.4f}", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(table, indent=1))
+        return
+    names = [d.name for d in sets]
+    print("| variant | " + " | ".join(f"{n} mAP" for n in names) + " | mean |")
+    print("|---|" + "---|" * (len(names) + 1))
+    for label, row in table.items():
+        print(f"| {label} | " + " | ".join(f"{row[n]:.4f}" for n in names) + f" | {np.mean([row[n] for n in names]):.4f} |")
+
+
+if __name__ == "__main__":
+    main()
