@@ -75,25 +75,25 @@ def _variants(centers: np.ndarray, X: np.ndarray) -> dict[str, object]:
     def compact(V: np.ndarray):  # type: ignore[no-untyped-def]
         return lambda i: np.lexsort((order_key, ((V - V[i]) ** 2).sum(axis=1)))
 
-    for m in (64, 128, 256):
-        for whiten in (0.0, 0.15, 0.3, 0.5):
-            projection = fit_projection(X[sample], centers, n_components=m, whiten=whiten, seed=0)
-            out[f"compact m={m} whiten={whiten}"] = compact(project(X, projection))
+    projected = {}
+    for m, whiten in ((64, 0.0), (128, 0.0), (256, 0.0), (128, 0.15), (128, 0.3), (128, 0.5)):
+        projection = fit_projection(X[sample], centers, n_components=m, whiten=whiten, seed=0)
+        projected[m, whiten] = project(X, projection)
+        out[f"compact m={m} whiten={whiten}"] = compact(projected[m, whiten])
     projection = fit_projection(X[sample], centers, n_components=128, seed=0)
     # Without the final normalization: undo it by re-projecting by hand.
     from cbir.distances import soften
 
     Z = np.sqrt(soften(X.astype(np.float64), projection.spread)).astype(np.float32) - projection.mean
     out["compact m=128, no L2 normalization"] = compact(Z @ projection.components.T)
-    V = project(X, projection)
-    for r in (50, 100, 200):
-        def reranked(i: int, r: int = r) -> np.ndarray:
+    for whiten, r in ((0.0, 20), (0.0, 50), (0.0, 100), (0.15, 50)):
+        def reranked(i: int, r: int = r, V: np.ndarray = projected[128, whiten]) -> np.ndarray:
             first = np.lexsort((order_key, ((V - V[i]) ** 2).sum(axis=1)))
             head = first[:r]
             d = exact_distances(i)[head]
             return np.concatenate([head[np.lexsort((head, d))], first[r:]])
 
-        out[f"compact m=128 + chi2-soft re-rank of top {r}"] = reranked
+        out[f"compact m=128 whiten={whiten} + chi2-soft re-rank of top {r}"] = reranked
     return out
 
 

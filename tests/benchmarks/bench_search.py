@@ -105,8 +105,19 @@ def main() -> None:
                              "more, and on a busy 2-core machine spinning OpenMP threads made flat scans 4x slower")
     parser.add_argument("--cli", type=int, default=5, help="whole 'cbir search' processes timed per mode")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--compact", action="store_true",
+                        help="The compact search on default-descriptor histograms derived from real photos "
+                             "(tests/benchmarks/compact_scale.py) instead of the synthetic global histograms.")
+    parser.add_argument("--wang", default=str(Path(__file__).resolve().parents[3] / "shared" / "datasets" / "wang"),
+                        help="With --compact: the Wang photos the histograms are derived from.")
+    parser.add_argument("--work", default="/tmp/cbir-bench-compact", help="With --compact: where stores are made.")
+    parser.add_argument("--compare", type=int, nargs="*", default=[],
+                        help="With --compact: also time today's exact chi2-soft path beside the default at these sizes.")
     args = parser.parse_args()
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    if args.compact:
+        compact(args, log)
+        return
 
     import faiss
 
@@ -235,6 +246,25 @@ def main() -> None:
           f"{best['recall_at_10']:.4f} on the tuning set; nprobe {best['nprobe']}, {best['candidates']} candidates)")
     print(f"  'cbir search' process       {cli['auto']:9.1f} ms (default mode), {cli['exact']:.1f} ms (--exact); "
           "cold: start-up, imports, index load, query")
+
+
+def compact(args: argparse.Namespace, log) -> None:  # type: ignore[no-untyped-def]
+    """``--compact``: the figures of issue 11's goals (see compact_scale.py)."""
+    import faiss
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from compact_scale import run, side_by_side
+
+    faiss.omp_set_num_threads(args.threads)
+    figures = {"compact": run(args, log) if args.n else None,
+               "side_by_side": [side_by_side(args, n, log) for n in args.compare]}
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    for key, value in (figures["compact"] or {}).items():
+        print(f"  {key:<24} {value}")
+    for row in figures["side_by_side"]:
+        print("  " + ", ".join(f"{k} {v}" for k, v in row.items()))
 
 
 if __name__ == "__main__":
