@@ -19,7 +19,9 @@ import click
 
 from cbir.distances import COMPACT, SEARCH_METRICS
 from cbir.errors import CbirError
-from cbir.store import DEFAULT_DB
+
+#: cbir.store.DEFAULT_DB, written out: importing the store (SQLAlchemy) took most of 'cbir --help'.
+DEFAULT_DB = "cbir.db"
 
 EXIT_ERROR = 2
 

@@ -165,3 +165,15 @@ def test_an_unexpected_error_is_one_line_exit_2(db, monkeypatch):
     assert "KeyError" in result.stderr
     monkeypatch.setenv("CBIR_DEBUG", "1")
     assert isinstance(CliRunner().invoke(main, ["explode"]).exception, KeyError)  # the traceback, when asked for
+
+
+def test_help_does_not_import_the_store():
+    # SQLAlchemy took most of 'cbir --help'; cli.py spells the default database out instead of importing it.
+    import subprocess
+    import sys
+
+    from cbir import cli, store
+
+    assert cli.DEFAULT_DB == store.DEFAULT_DB
+    code = "import sys, cbir.cli; print(sorted(m for m in ('sqlalchemy', 'faiss', 'sklearn', 'matplotlib') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
