@@ -194,7 +194,9 @@ def load_mapped(path: str | os.PathLike[str]) -> VectorIndex | None:
     path = Path(path)
     try:
         stamp = Stamp(**json.loads(path.with_name(path.name + ".json").read_text()))
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+        # Flat codes map with MMAP_IFC, IVF lists with MMAP (FAISS refuses the two together on IVF).
+        mapped = faiss.IO_FLAG_MMAP_IFC if stamp.kind == "flat" else faiss.IO_FLAG_MMAP
+        index = faiss.read_index(str(path), mapped | faiss.IO_FLAG_READ_ONLY)
     except (OSError, ValueError, TypeError, RuntimeError):
         return None
     if index.ntotal != stamp.count:
