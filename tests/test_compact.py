@@ -79,7 +79,7 @@ def test_a_crash_between_batches_resumes_where_it_stopped(tmp_path, color_folder
         row = store.projection_row()
         new_id = store.save_projection(codebook_id, row[1], row[2], dict(row[3], seed=1), "refit")
         ids, X = next(store.iter_unprojected(new_id, batch=10))
-        from cbir.projection import stored_projection, project
+        from cbir.projection import project, stored_projection
 
         store.set_vectors(new_id, ids, project(X, stored_projection(store, codebook.centers)[1]))
         assert store.projected_count(new_id) == 10 and store.projected_count(projection_id) == 14

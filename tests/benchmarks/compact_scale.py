@@ -161,7 +161,7 @@ def run(args, log) -> dict:  # type: ignore[no-untyped-def]
         with store.engine.connect() as conn:  # fold the WAL into the file before measuring it
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         figures["store_bytes_per_image"] = round(db.stat().st_size / args.n)
-        projection_id, projection = stored_projection(store, codebook.centers)
+        _, projection = stored_projection(store, codebook.centers)
         queries = derived(sources, args.queries, np.random.default_rng(2))
         # The index build as the first search does it (trained and saved for the next processes).
         from search import Searcher
