@@ -374,7 +374,14 @@ class Searcher:
         ids, distances = ids[order], distances[order]
         if not self.rerank:
             return ids[:k], distances[:k]  # L2 between compact vectors
-        exact = self._metric(DEFAULT_METRIC)[1](query, self._stored(ids))
+        distance = self._metric(DEFAULT_METRIC)[1]
+        if len(ids) * 4 > self._state[1]:
+            # Most of the collection asked for (an evaluation ranks it all): against the whole matrix,
+            # whose softened copy chi2-soft keeps between queries.
+            all_ids, X = self.histograms(generation=self._state[0])
+            exact = distance(query, X)[np.searchsorted(all_ids, ids)]
+        else:
+            exact = distance(query, self._stored(ids))
         head = min(self.rerank, len(ids))
         order = np.concatenate([_rank(ids[:head], exact[:head], head), np.arange(head, len(ids))])[:k]
         return ids[order], exact[order]
