@@ -62,9 +62,12 @@ def test_search_text_output_and_metrics(folder, db, index_path):
         lines = result.stdout.strip().splitlines()
         assert len(lines) == 2 and lines[0].split()[1] == "0.000000" and lines[0].endswith("sand.jpg")
     assert index_path.faiss >= 3 and index_path.brute == 0  # every search above went through FAISS
-    brute = runner.invoke(main, ["search", str(folder / "sky.png"), "--db", str(db), "-k", "5", "--brute", "--json"])
+    # A full-histogram metric (the compact default's --brute scans stored vectors: tests/test_compact.py).
+    brute = runner.invoke(main, ["search", str(folder / "sky.png"), "--db", str(db), "-k", "5", "--brute", "--json",
+                                 "--metric", "chi2-soft"])
     assert index_path.brute == 1
-    fast = runner.invoke(main, ["search", str(folder / "sky.png"), "--db", str(db), "-k", "5", "--json"])
+    fast = runner.invoke(main, ["search", str(folder / "sky.png"), "--db", str(db), "-k", "5", "--json",
+                                "--metric", "chi2-soft"])
     assert index_path.faiss >= 4 and index_path.brute == 1
     assert json.loads(brute.stdout)["results"] == json.loads(fast.stdout)["results"]
 
