@@ -201,16 +201,16 @@ def index(folder: str | None, db: str, n_colors: int | None, layout: str | None,
     if as_json:
         emit_json(report.to_dict())
         return
+    vectors = report.vectors
+    # The summary stays one line: the compact vectors' part only when the run projected or fitted.
+    projected = (f"; {vectors['projected']} compact vectors{' (projection fitted)' if vectors['fitted'] else ''}"
+                 if vectors.get("fitted") or vectors.get("projected") else "")
     click.echo(
         f"{report.scanned} images found: {report.added} added, {report.updated} updated, {report.moved} moved, "
         f"{report.removed} removed, {report.unchanged + report.touched} unchanged, {len(report.failed)} skipped "
-        f"({report.seconds:.1f} s; {report.n_colors} colors, {report.layout} layout)",
+        f"({report.seconds:.1f} s; {report.n_colors} colors, {report.layout} layout{projected})",
         err=True,
     )
-    if report.vectors.get("fitted") or report.vectors.get("projected"):
-        click.echo(f"compact vectors: {report.vectors['projected']} projected"
-                   f"{' with a newly fitted projection' if report.vectors['fitted'] else ''} "
-                   f"({report.vectors['dim']} dimensions)", err=True)
     if report.failed:
         click.echo("skipped:", err=True)
         for failure in report.failed[:20]:
