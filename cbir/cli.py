@@ -609,8 +609,9 @@ def _label(document: dict) -> str:
 @main.command()
 @click.argument("dataset", type=str)
 @db_option
-@click.option("--protocol", default="classes", show_default=True,
-              help="classes (one sub-folder per class), wang, holidays, ukbench, or csv:FILE (columns path, group[, is_query]).")
+@click.option("--protocol", default=None,
+              help="classes (one sub-folder per class), wang, holidays, ukbench, or csv:FILE (columns path, group[, is_query]) "
+                   "[default: a fetched set's own, else classes].")
 @click.option("--metric", type=click.Choice(SEARCH_METRICS), default=None,
               help=f"Distance [default: {COMPACT}, as 'cbir search'; a peer baseline's own for --descriptor].")
 @click.option("--descriptor", type=click.Choice(DESCRIPTORS), default="cbir", show_default=True,
@@ -626,13 +627,15 @@ def _label(document: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @handle_errors
-def evaluate(dataset: str, db: str, protocol: str, metric: str | None, descriptor: str, n_colors: int | None,
+def evaluate(dataset: str, db: str, protocol: str | None, metric: str | None, descriptor: str, n_colors: int | None,
              layout: str | None, workers: int | None, compare: tuple[str, ...], plot_file: str | None,
              as_json: bool, quiet: bool) -> None:
-    """Measure retrieval accuracy on a labelled DATASET: mAP, P@k, R@k, per-class AP."""
+    """Measure retrieval accuracy on a labelled DATASET (a folder, or a set fetched by 'cbir datasets fetch')."""
     from cbir.benchmarks import load_benchmark
     from cbir.errors import BadInputError
+    from cbir.fetch.catalog import resolve_dataset
 
+    dataset, protocol = resolve_dataset(dataset, protocol)
     benchmark = load_benchmark(dataset, protocol)  # bad names or an empty folder: fail before writing anything
     others: list[tuple[str, str | None, dict | None]] = []
     for spec in compare:
@@ -699,3 +702,8 @@ def make_benchmark(source: str, out: str, copies: int, seed: int, max_side: int,
     for path, reason in summary.skipped:
         click.echo(f"  skipped {path}: {reason}", err=True)
     click.echo(f"measure with: cbir evaluate {summary.out} --protocol csv:{summary.ground_truth} --db {summary.out}.db", err=True)
+
+
+from cbir.cli_datasets import datasets  # noqa: E402  (registered last: it imports this module's helpers)
+
+main.add_command(datasets)
