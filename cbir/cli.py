@@ -704,6 +704,6 @@ def make_benchmark(source: str, out: str, copies: int, seed: int, max_side: int,
     click.echo(f"measure with: cbir evaluate {summary.out} --protocol csv:{summary.ground_truth} --db {summary.out}.db", err=True)
 
 
-from cbir.cli_datasets import datasets  # noqa: E402  (registered last: it imports this module's helpers)
+from cbir.cli_datasets import datasets  # registered last: it imports this module's helpers
 
 main.add_command(datasets)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ftplib
 import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -119,7 +118,7 @@ def _ftp(url: str, part: Path, *, timeout: float, progress: Progress | None) -> 
                 ftp.retrbinary(f"RETR {path}", write, blocksize=_CHUNK, rest=offset or None)
     except ftplib.error_perm as exc:
         raise DownloadError(f"{url}: the FTP server refused ({exc})") from None
-    except (ftplib.Error, OSError, EOFError, socket.timeout) as exc:
+    except (TimeoutError, ftplib.Error, OSError, EOFError) as exc:
         have = part.stat().st_size if part.exists() else 0
         raise DownloadError(
             f"{url}: download stopped after {have:,} bytes ({type(exc).__name__}: {exc}); run again to resume"

@@ -242,7 +242,7 @@ def fetch_dataset(
             stage = f"unpack {archive.filename}"
             try:
                 written = unpack(path, build, pattern=spec.member_pattern, max_bytes=budget,
-                                 progress=None if on_progress is None else lambda d, t: on_progress(stage, d, t))
+                                 progress=None if on_progress is None else lambda d, t, s=stage: on_progress(s, d, t))
             except NotAnArchiveError as exc:
                 if not ours:
                     raise

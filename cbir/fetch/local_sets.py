@@ -47,7 +47,7 @@ def skimage_sources(out: str | os.PathLike[str]) -> int:
     for file in sorted(data.iterdir()):
         try:
             rgb = load_image(file, max_side=1024)
-        except Exception:  # noqa: BLE001 - anything unreadable is simply not a source
+        except Exception:  # noqa: BLE001, S112 - anything unreadable is simply not a source
             continue  # not an image (or a format Pillow cannot read)
         h, w = rgb.shape[:2]
         if min(h, w) < MIN_SIDE:
