@@ -89,7 +89,7 @@ def http_server(files: dict[str, bytes]) -> Iterator[HttpServer]:
         def log_message(self, *args: object) -> None:  # keep pytest's output clean
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             name = self.path.lstrip("/")
             state.ranges.append((name, self.headers.get("Range")))
             data = state.files.get(name)
@@ -152,7 +152,7 @@ def ftp_server(folder: Path) -> Iterator[FtpServer]:
     state = FtpServer("")
 
     class Handler(FTPHandler):
-        def ftp_REST(self, line: str) -> None:  # noqa: N802 - pyftpdlib's naming
+        def ftp_REST(self, line: str) -> None:
             state.rest_offsets.append(int(line))
             super().ftp_REST(line)
 

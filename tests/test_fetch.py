@@ -120,7 +120,7 @@ def test_http_errors_and_other_schemes_are_one_line_download_errors(tmp_path: Pa
 def test_holidays_over_ftp_from_two_archives_and_rest_resume(tmp_path: Path, sets_dir: Path) -> None:
     served = tmp_path / "ftp" / "pub"
     served.mkdir(parents=True)
-    jpg1 = tar_bytes(holidays_members(range(0, 800)), mode="w:gz")
+    jpg1 = tar_bytes(holidays_members(range(800)), mode="w:gz")
     jpg2 = tar_bytes(holidays_members(range(800, 1491)), mode="w:gz")
     (served / "jpg1.tar.gz").write_bytes(jpg1)
     (served / "jpg2.tar.gz").write_bytes(jpg2)

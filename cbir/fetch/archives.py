@@ -94,6 +94,10 @@ def _zip_members(archive: Path, handle: zipfile.ZipFile) -> Iterator[tuple[str, 
         yield str(path), info
 
 
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: " + " ".join(str(exc).split())
+
+
 @contextmanager
 def _opened(archive: Path) -> Iterator[tuple[str, object]]:
     try:
@@ -104,7 +108,7 @@ def _opened(archive: Path) -> Iterator[tuple[str, object]]:
             with tarfile.open(archive, "r:*") as handle:
                 yield "tar", handle
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise NotAnArchiveError(f"{archive}: not a readable tar or zip archive ({type(exc).__name__}: {exc})") from None
+        raise NotAnArchiveError(f"{archive}: not a readable tar or zip archive ({_one_line(exc)})") from None
 
 
 def unpack(
@@ -187,7 +191,7 @@ def unpack(
             except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
                 if isinstance(exc, UnsafeArchiveError):
                     raise
-                raise NotAnArchiveError(f"{archive}: cannot read member {name} ({type(exc).__name__}: {exc})") from None
+                raise NotAnArchiveError(f"{archive}: cannot read member {name} ({_one_line(exc)})") from None
             written.append(flat)
             if progress is not None:
                 progress(done, len(members))
