@@ -262,3 +262,18 @@ def test_evaluate_by_name_of_a_set_not_fetched_gives_the_command(sets_dir: Path)
         resolve_dataset("holidays", None)
     # A folder of that name still wins, as a path did before.
     assert resolve_dataset(str(sets_dir.parent), "classes") == (str(sets_dir.parent), "classes")
+
+
+@pytest.mark.slow
+def test_skimage_dup_is_built_locally_and_read_by_its_ground_truth(sets_dir: Path) -> None:
+    skimage = pytest.importorskip("skimage")
+    report = fetch_dataset("skimage-dup")
+    manifest = json.loads((sets_dir / "skimage-dup" / MANIFEST).read_text())
+    assert manifest["built_with"]["scikit-image"] == skimage.__version__
+    groups = manifest["built_with"]["groups"]
+    assert groups > 50 and report.images == 7 * groups  # each source and 6 edited copies
+    folder, protocol = resolve_dataset("skimage-dup", None)
+    assert protocol == f"csv:{Path(folder) / 'groundtruth.csv'}"
+    benchmark = load_benchmark(folder, protocol)
+    assert benchmark.n_groups == groups and benchmark.n_queries == report.images
+    assert sorted(p.name for p in sets_dir.iterdir()) == ["skimage-dup"]

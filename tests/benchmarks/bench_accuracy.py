@@ -1,16 +1,19 @@
 """Retrieval accuracy of descriptor configurations on Wang and on a near-duplicate set: the tuning table.
 
-Run by hand (about 10-20 minutes on two cores)::
+Run by hand (about 10-20 minutes on two cores), after fetching the two sets by name::
 
-    pip install scikit-image            # only for the second set's source images
-    python tests/benchmarks/bench_accuracy.py [--wang DIR] [--work DIR] [--quick]
+    cbir datasets fetch wang
+    pip install scikit-image && cbir datasets fetch skimage-dup
+    python tests/benchmarks/bench_accuracy.py [--wang-dup] [--quick] [--work DIR]
 
-The second set is built with ``cbir make-benchmark`` (every image a query) from the
-sample images that ship inside scikit-image (``skimage/data``: each image whole and
-its four quadrants, 130 sources, 6 edited copies each: 910 images), so it shares no
-image with Wang and rewards other things: near-duplicates under crops, rescaling,
-JPEG, brightness/contrast and hue shifts, flips, rotations and blur, half of them
-grayscale. With ``--wang-dup`` a third set is the generator applied to 200 Wang images.
+The sets are found by name where ``cbir datasets fetch`` put them (``--wang DIR`` and
+``--skimage-dup DIR`` point elsewhere). The second set is ``cbir make-benchmark`` (every
+image a query) applied to the sample images that ship inside scikit-image (``skimage/data``:
+each image whole and its four quadrants, 130 sources, 6 edited copies each: 910 images; see
+``cbir/fetch/local_sets.py``), so it shares no image with Wang and rewards other things:
+near-duplicates under crops, rescaling, JPEG, brightness/contrast and hue shifts, flips,
+rotations and blur, half of them grayscale. With ``--wang-dup`` a third set is the generator
+applied to 200 Wang images (made under ``--work``).
 
 For every (codebook size, analysis resolution) the images are decoded and quantized
 once, with the codebook a real ``cbir index`` run learns (one database per size and resolution); layouts, metrics
@@ -18,7 +21,7 @@ and query expansion are then evaluated on those code maps with the library's own
 functions (``cbir.histogram.histogram``, ``cbir.distances.distance_function``,
 ``cbir.evaluation``), leave-one-out, ties broken by path order as the index does.
 The peers are measured with ``cbir.peers``. The final default is confirmed through
-the real command: ``cbir evaluate DIR --protocol wang``.
+the real command: ``cbir evaluate wang``.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cbir.benchmarks import load_benchmark  # noqa: E402
 from cbir.distances import chi2, distance_function, soft_similarity, soften  # noqa: E402
 from cbir.evaluation import Item, evaluate  # noqa: E402
+from cbir.fetch import find_dataset  # noqa: E402
 from cbir.histogram import DEFAULT_LAYOUT, histogram  # noqa: E402
-from cbir.images import decode_image, load_image, read_bytes  # noqa: E402
+from cbir.images import decode_image, read_bytes  # noqa: E402
 from cbir.peers import PeerIndex, peer  # noqa: E402
 from cbir.transforms import GROUND_TRUTH, make_benchmark  # noqa: E402
 from cbir.store import Store  # noqa: E402
@@ -103,33 +107,14 @@ def _dataset(name: str, folder: Path, protocol: str) -> Dataset:
     return Dataset(name, Path(benchmark.root), benchmark.items, paths, files)
 
 
-def _second_set(work: Path) -> Path:
-    """Near-duplicates of scikit-image's sample images (made once, kept under ``work``)."""
-    out = work / "skimage-dup"
-    if (out / GROUND_TRUTH).exists():
-        return out
-    try:
-        import skimage.data
-    except ImportError:
-        raise SystemExit("the second set needs scikit-image's sample images: pip install scikit-image") from None
-    import cv2
-
-    source = work / "skimage-src"
-    source.mkdir(parents=True, exist_ok=True)
-    data = Path(skimage.data.__file__).parent
-    for file in sorted(data.iterdir()):
-        try:
-            rgb = load_image(file, max_side=1024)
-        except Exception:
-            continue  # not an image (or a format Pillow cannot read)
-        h, w = rgb.shape[:2]
-        if min(h, w) < 96:
-            continue
-        pieces = {"full": rgb} | {f"q{i}": rgb[(i // 2) * h // 2 : (i // 2 + 1) * h // 2, (i % 2) * w // 2 : (i % 2 + 1) * w // 2] for i in range(4)}
-        for tag, piece in pieces.items():
-            cv2.imwrite(str(source / f"{file.stem}_{tag}.png"), cv2.cvtColor(np.ascontiguousarray(piece), cv2.COLOR_RGB2BGR))
-    make_benchmark(source, out, copies=6, seed=0, all_queries=True)
-    return out
+def _fetched(name: str, given: Path | None) -> Path:
+    """A set's folder: the one given, else the one ``cbir datasets fetch NAME`` made."""
+    if given is not None:
+        return given
+    found = find_dataset(name)
+    if found is None:
+        raise SystemExit(f"the {name} set is not fetched: run 'cbir datasets fetch {name}' (or pass --{name} DIR)")
+    return found
 
 
 def _wang_dup(work: Path, wang: Path) -> Path:
@@ -208,7 +193,8 @@ def _measure_peer(data: Dataset, name: str) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--wang", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "datasets" / "wang")
+    parser.add_argument("--wang", type=Path, default=None, help="Wang's folder [default: the fetched set 'wang'].")
+    parser.add_argument("--skimage-dup", type=Path, default=None, help="[default: the fetched set 'skimage-dup'].")
     parser.add_argument("--work", type=Path, default=Path("/tmp/cbir-bench-accuracy"))
     parser.add_argument("--wang-dup", action="store_true", help="Also measure the generator applied to 200 Wang images.")
     parser.add_argument("--quick", action="store_true", help="Only the literal card, the default and QE.")
@@ -216,7 +202,8 @@ def main() -> None:
     args = parser.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
-    second = _second_set(args.work)
+    args.wang = _fetched("wang", args.wang)
+    second = _fetched("skimage-dup", args.skimage_dup)
     sets = [
         _dataset("wang", args.wang, "wang"),
         _dataset("skimage-dup", second, f"csv:{second / GROUND_TRUTH}"),
