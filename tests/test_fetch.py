@@ -237,7 +237,7 @@ def test_from_must_match_the_sets_archives(tmp_path: Path) -> None:
         fetch_dataset("holidays", folder=tmp_path / "h", sources=[str(tmp_path / "jpg1.tar.gz")])
     with pytest.raises(BadInputError, match="no such file"):
         fetch_dataset("wang", folder=tmp_path / "w", sources=[str(tmp_path / "missing.tar")])
-    assert not (tmp_path / "w").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # not even a work folder
 
 
 def test_where_sets_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,8 +260,13 @@ def test_where_sets_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_evaluate_by_name_of_a_set_not_fetched_gives_the_command(sets_dir: Path) -> None:
     with pytest.raises(BadInputError, match="run: cbir datasets fetch holidays"):
         resolve_dataset("holidays", None)
-    # A folder of that name still wins, as a path did before.
-    assert resolve_dataset(str(sets_dir.parent), "classes") == (str(sets_dir.parent), "classes")
+    # A path still works as before, and a fetched set's folder given as a path keeps its protocol.
+    assert resolve_dataset(str(sets_dir.parent), None) == (str(sets_dir.parent), "classes")
+    archive = sets_dir.parent / "test1.tar"
+    archive.write_bytes(tar_bytes(wang_members()))
+    fetch_dataset("wang", sources=[str(archive)])
+    assert resolve_dataset(str(sets_dir / "wang"), None) == (str(sets_dir / "wang"), "wang")
+    assert resolve_dataset(str(sets_dir / "wang"), "classes") == (str(sets_dir / "wang"), "classes")
 
 
 @pytest.mark.slow

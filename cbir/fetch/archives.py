@@ -14,6 +14,7 @@ written, not taken from the headers, so a bomb stops at the limit.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -99,16 +100,29 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextmanager
-def _opened(archive: Path) -> Iterator[tuple[str, object]]:
+def _opened(archive: Path) -> Iterator[zipfile.ZipFile | tarfile.TarFile]:
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as handle:
-                yield "zip", handle
+                yield handle
         else:
-            with tarfile.open(archive, "r:*") as handle:
-                yield "tar", handle
+            with tarfile.open(archive, "r:*") as tar:
+                yield tar
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise NotAnArchiveError(f"{archive}: not a readable tar or zip archive ({_one_line(exc)})") from None
+
+
+#: (member path, is a regular file, opens its bytes)
+_Entry = tuple[str, bool, Callable[[], IO[bytes] | None]]
+
+
+def _entries(archive: Path, handle: zipfile.ZipFile | tarfile.TarFile) -> list[_Entry]:
+    """Every member, checked (this refuses a hostile archive before anything is written)."""
+    if isinstance(handle, zipfile.ZipFile):
+        return [(name, not info.is_dir(), functools.partial(handle.open, info))
+                for name, info in _zip_members(archive, handle)]
+    return [(name, member.isfile(), functools.partial(handle.extractfile, member))
+            for name, member in _tar_members(archive, handle)]
 
 
 def unpack(
@@ -153,16 +167,10 @@ def unpack(
     written: list[str] = []
     seen: set[str] = set()
     total_bytes = 0
-    with _opened(archive) as (kind, handle):
-        if kind == "zip":
-            assert isinstance(handle, zipfile.ZipFile)
-            members = list(_zip_members(archive, handle))
-        else:
-            assert isinstance(handle, tarfile.TarFile)
-            members = list(_tar_members(archive, handle))
-        for done, (name, member) in enumerate(members, 1):
+    with _opened(archive) as handle:
+        entries = _entries(archive, handle)
+        for done, (name, regular, open_member) in enumerate(entries, 1):
             match = regex.fullmatch(name)
-            regular = member.isfile() if isinstance(member, tarfile.TarInfo) else not member.is_dir()
             if match is None or not regular:
                 continue
             flat = match.group(1)
@@ -171,14 +179,10 @@ def unpack(
             if flat in seen:
                 raise _refuse(archive, name, f"a second member named {flat}")
             seen.add(flat)
-            source: IO[bytes] | None
-            if isinstance(member, tarfile.TarInfo):
-                source = handle.extractfile(member)  # type: ignore[union-attr]
-            else:
-                source = handle.open(member)  # type: ignore[union-attr]
-            if source is None:
-                continue
             try:
+                source = open_member()
+                if source is None:
+                    continue
                 with source, open(dest / flat, "xb") as out:
                     while chunk := source.read(_CHUNK):
                         total_bytes += len(chunk)
@@ -188,11 +192,11 @@ def unpack(
                                 "refused as a possible archive bomb"
                             )
                         out.write(chunk)
+            except UnsafeArchiveError:
+                raise
             except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-                if isinstance(exc, UnsafeArchiveError):
-                    raise
                 raise NotAnArchiveError(f"{archive}: cannot read member {name} ({_one_line(exc)})") from None
             written.append(flat)
             if progress is not None:
-                progress(done, len(members))
+                progress(done, len(entries))
     return written

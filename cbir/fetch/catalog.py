@@ -226,6 +226,9 @@ def resolve_dataset(dataset: str, protocol: str | None) -> tuple[str, str]:
         If ``dataset`` names a known set that is not fetched yet (with the command that fetches it).
     """
     if os.path.exists(os.path.expanduser(dataset)) or dataset not in DATASETS:
+        manifest = read_manifest(os.path.expanduser(dataset)) if protocol is None else None
+        if manifest is not None:  # the folder of a fetched set, given as a path
+            return dataset, protocol_of(os.path.expanduser(dataset), manifest)
         return dataset, protocol or "classes"
     folder = find_dataset(dataset)
     if folder is None:

@@ -75,6 +75,28 @@ def _sources(spec: DatasetSpec, given: Sequence[str]) -> list[tuple[Archive, str
     raise BadInputError(f"--from: {spec.name} needs {len(spec.archives)} archive(s) ({wanted}); got {len(given)}")
 
 
+def _staged(on_progress: StageProgress | None, stage: str) -> Callable[[int, int], None] | None:
+    """A ``progress(done, total)`` callback that reports as ``stage``."""
+    if on_progress is None:
+        return None
+    return lambda done, total: on_progress(stage, done, total)
+
+
+def _build_locally(spec: DatasetSpec, target: Path, work: Path, *, on_progress: StageProgress | None) -> FetchReport:
+    from cbir.fetch.local_sets import build_skimage_dup
+
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        build, provenance = build_skimage_dup(work / "built", on_progress=on_progress)
+        names = sorted(p.name for p in build.iterdir() if p.suffix == ".jpg")
+        _check(spec, build, names, "the built set", on_progress=on_progress)
+        _write_manifest(build, _manifest(spec, len(names), [], built_with=provenance))
+        _move_into_place(build, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return FetchReport(spec.name, str(target), len(names), spec.protocol, [])
+
+
 def _obtain(archive: Archive, source: str, work: Path, *, retries: int, timeout: float,
             on_progress: StageProgress | None) -> tuple[Path, bool]:
     """The archive on disk, and whether it was downloaded here (and may be removed)."""
@@ -83,12 +105,12 @@ def _obtain(archive: Archive, source: str, work: Path, *, retries: int, timeout:
         if not path.is_file():
             raise BadInputError(f"--from {source}: no such file")
         return path, False
+    work.mkdir(exist_ok=True)
     target = work / archive.filename
     if target.is_file():  # finished by an earlier run whose install then stopped
         return target, True
-    stage = f"download {archive.filename}"
     download(source, target, retries=retries, timeout=timeout,
-             progress=None if on_progress is None else lambda done, total: on_progress(stage, done, total))
+             progress=_staged(on_progress, f"download {archive.filename}"))
     return target, True
 
 
@@ -208,20 +230,9 @@ def fetch_dataset(
     if target.exists() and manifest is None and (not target.is_dir() or any(target.iterdir())):
         raise BadInputError(f"{target} exists and is not a fetched cbir dataset; choose another --dir or remove it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = target.parent / f".{target.name}.fetch"
-    work.mkdir(exist_ok=True)
+    work = target.parent / f".{target.name}.fetch"  # downloads in progress; removed once the set is in place
     if spec.built_locally:
-        from cbir.fetch.local_sets import build_skimage_dup
-
-        try:
-            build, provenance = build_skimage_dup(work / "built", on_progress=on_progress)
-            names = sorted(p.name for p in build.iterdir() if p.suffix == ".jpg")
-            _check(spec, build, names, "the built set", on_progress=on_progress)
-            _write_manifest(build, _manifest(spec, len(names), [], built_with=provenance))
-            _move_into_place(build, target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        return FetchReport(name, str(target), len(names), spec.protocol, [])
+        return _build_locally(spec, target, work, on_progress=on_progress)
 
     obtained = []
     for archive, source in _sources(spec, sources):
@@ -239,10 +250,9 @@ def fetch_dataset(
         names: list[str] = []
         budget = max_unpacked if max_unpacked is not None else spec.max_unpacked
         for archive, source, path, ours, _ in obtained:
-            stage = f"unpack {archive.filename}"
             try:
                 written = unpack(path, build, pattern=spec.member_pattern, max_bytes=budget,
-                                 progress=None if on_progress is None else lambda d, t, s=stage: on_progress(s, d, t))
+                                 progress=_staged(on_progress, f"unpack {archive.filename}"))
             except NotAnArchiveError as exc:
                 if not ours:
                     raise

@@ -84,6 +84,6 @@ def build_skimage_dup(
         source, out, copies=COPIES, seed=SEED, all_queries=True,
         progress=None if on_progress is None else lambda done, total: on_progress("build skimage-dup", done, total),
     )
-    provenance = {"scikit-image": skimage.__version__, "sources": sources, "copies": COPIES, "seed": SEED,
+    provenance = {"scikit-image": getattr(skimage, "__version__", "unknown"), "sources": sources, "copies": COPIES, "seed": SEED,
                   "groups": summary.groups}
     return out, provenance
