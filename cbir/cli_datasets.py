@@ -91,8 +91,8 @@ class _Bars:
 @datasets.command("fetch")
 @click.argument("name")
 @click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
-              help="The set's folder [default: ./datasets/NAME in a checkout, else $CBIR_DATASETS/NAME "
-                   "or the per-user data folder; $CBIR_DATASETS wins when set].")
+              help="The set's folder [default: $CBIR_DATASETS/NAME when that is set, else ./datasets/NAME "
+                   "inside a cbir checkout, else the per-user data folder].")
 @click.option("--from", "sources", multiple=True, metavar="URL_OR_FILE",
               help="Take an archive from a mirror URL (a URL ending in / is a mirror folder) or a file "
                    "already on disk instead of the official source. Repeat for a set of several archives.")
