@@ -138,6 +138,18 @@ def test_holidays_over_ftp_from_two_archives_and_rest_resume(tmp_path: Path, set
     assert not work.exists()
 
 
+def test_holidays_tar_gz_from_an_http_mirror_folder(sets_dir: Path) -> None:
+    jpg1 = tar_bytes(holidays_members(range(700)), mode="w:gz")
+    jpg2 = tar_bytes(holidays_members(range(700, 1491)), mode="w:gz")
+    with http_server({"mirror/jpg1.tar.gz": jpg1, "mirror/jpg2.tar.gz": jpg2}) as server:
+        server.drop_once.add("mirror/jpg2.tar.gz")
+        report = fetch_dataset("holidays", sources=[server.url + "mirror/"], retries=1)
+    assert report.images == 1491
+    assert [name for name, _ in server.ranges] == ["mirror/jpg1.tar.gz", "mirror/jpg2.tar.gz", "mirror/jpg2.tar.gz"]
+    assert server.ranges[2][1] is not None  # the dropped one was resumed, not restarted
+    assert report.archives[1]["sha256"] == hashlib.sha256(jpg2).hexdigest()
+
+
 def test_ukbench_zip_keeps_only_the_full_size_images(sets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The real set has 10,200 images; the same layout with 40 keeps the test quick.
     monkeypatch.setitem(catalog.DATASETS, "ukbench", dataclasses.replace(catalog.DATASETS["ukbench"], images=40))
