@@ -101,8 +101,8 @@ DATASETS: dict[str, DatasetSpec] = {
             protocol="holidays",
             licence="INRIA holds the copyright; research use, cite Jegou, Douze and Schmid (ECCV 2008)",
             page="https://lear.inrialpes.fr/people/jegou/data.php",
-            source_note="FTP URLs as given on INRIA's Holidays page (jpg1.tar.gz, jpg2.tar.gz, both unpack "
-                        "to jpg/NNNNNN.jpg); no checksum is published",
+            source_note="the FTP URLs public codes citing INRIA's Holidays page download (both parts unpack "
+                        "to jpg/NNNNNN.jpg); not downloaded here; no checksum is published",
             max_unpacked=8 * 1024 * _MB,
         ),
         DatasetSpec(
@@ -115,8 +115,8 @@ DATASETS: dict[str, DatasetSpec] = {
             protocol="ukbench",
             licence="research use; cite Nister and Stewenius, 'Scalable recognition with a vocabulary tree' (CVPR 2006)",
             page="http://vis.uky.edu/~stewe/ukbench/",
-            source_note="the Internet Archive's copy of the Kentucky page's ukbench.zip (the original host is "
-                        "often down); the zip holds full/ukbenchNNNNN.jpg; no checksum is published",
+            source_note="the Internet Archive's copy of the 'Zipped File' on the Kentucky page, as public code "
+                        "uses it (it holds full/ukbenchNNNNN.jpg); not downloaded here; no checksum is published",
             max_unpacked=6 * 1024 * _MB,
         ),
         DatasetSpec(
