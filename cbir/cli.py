@@ -707,3 +707,7 @@ def make_benchmark(source: str, out: str, copies: int, seed: int, max_side: int,
 from cbir.cli_datasets import datasets  # registered last: it imports this module's helpers
 
 main.add_command(datasets)
+
+from cbir.cli_duplicates import duplicates as _duplicates  # noqa: E402  (its module imports this one's helpers)
+
+main.add_command(_duplicates)

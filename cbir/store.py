@@ -136,6 +136,18 @@ class FileState:
 
 
 @dataclass(frozen=True)
+class ImageFacts:
+    """What a listing shows of an image (no histogram)."""
+
+    id: int
+    path: str
+    size: int
+    mtime: float
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class ImageRecord:
     """One extracted image, ready to be written."""
 
@@ -615,6 +627,22 @@ class Store:
                 rows = conn.execute(select(ImageRow.id, ImageRow.path).where(ImageRow.id.in_(wanted[start : start + 500])))
                 out.update({r.id: r.path for r in rows})
         return out
+
+    def image_page(self, *, before: int | None = None, limit: int = 100) -> list[ImageFacts]:
+        """Up to ``limit`` images newest first (id descending), only ids below ``before`` if given.
+
+        Keyset paging: each page is one range read on the primary key, so the 1,000th page
+        costs what the first does (an OFFSET would scan every row before it).
+        """
+        query = (
+            select(ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime, ImageRow.width, ImageRow.height)
+            .order_by(ImageRow.id.desc())
+            .limit(max(0, int(limit)))
+        )
+        if before is not None:
+            query = query.where(ImageRow.id < int(before))
+        with self.engine.connect() as conn:
+            return [ImageFacts(r.id, r.path, r.size, r.mtime, r.width, r.height) for r in conn.execute(query)]
 
     def image(self, image_id: int) -> ImageRow | None:
         """The full row of one image, or None."""

@@ -6,6 +6,8 @@ Routes: ``GET /`` (the page, from ``search/static/``), ``POST /api/search``
 (multipart ``image``), ``POST /api/search/colors`` (JSON colors),
 ``GET /api/images/{id}/similar``, ``GET /api/images/{id}/thumbnail``,
 ``GET /api/images/{id}``, ``GET /api/info``, ``POST /api/sync`` (:mod:`search.sync_api`);
+the collection listing and the near-duplicate groups (``GET /api/images``,
+``GET /api/duplicates``, in :mod:`search.http_collection`);
 the OpenAPI schema at ``/docs``.
 
 Images are served only by store id: the id is parsed as an integer and the path
@@ -44,6 +46,7 @@ from cbir.distances import COMPACT, SEARCH_METRICS
 from cbir.errors import BadImageError, BadInputError, CbirError, StoreError
 from cbir.palette import area_shares, palette_from_histogram
 from cbir.store import histogram_from_bytes
+from search import http_collection
 from search.searcher import Searcher
 from search.sync_api import add_sync_route
 from search.thumbnails import DEFAULT_CACHE_BYTES, DEFAULT_THUMBNAIL_SIZE, Thumbnails
@@ -347,6 +350,7 @@ def create_app(
 
     for route in pages:
         static_page(route)
+    http_collection.install(app)
 
     @app.get("/api/info", response_model=Info, summary="Index statistics")
     def info(service: ServiceDep) -> dict[str, Any]:

@@ -270,6 +270,37 @@ class Searcher:
             if i in paths
         ]
 
+    # --- near-duplicates ----------------------------------------------------------
+    def duplicates(self, *, threshold: float | None = None, k: int | None = None, metric: str | None = None):  # type: ignore[no-untyped-def]
+        """Every group of near-duplicates: see :func:`search.duplicates.find_duplicates` (defaults there).
+
+        Returns
+        -------
+        search.duplicates.Duplicates
+
+        Raises
+        ------
+        BadInputError
+            For a negative or non-finite threshold, k out of range or an unknown metric.
+        """
+        from search import duplicates
+
+        return duplicates.find_duplicates(
+            self,
+            threshold=duplicates.DEFAULT_THRESHOLD if threshold is None else threshold,
+            k=duplicates.DEFAULT_K if k is None else k,
+            metric=duplicates.DUPLICATE_METRIC if metric is None else check_metric(metric),
+        )
+
+    def metric(self, metric: str) -> tuple[Embedding, Distance]:
+        """The embedding (FAISS search space) and exact distance function of ``metric``."""
+        return self._metric(check_metric(metric))
+
+    @staticmethod
+    def approximate_at(count: int) -> bool:
+        """Whether a collection of ``count`` images is searched through IVF rather than exactly."""
+        return count >= APPROX_MIN_SIZE
+
     # --- exact brute force --------------------------------------------------------
     def histograms(self, *, generation: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, histograms) of the whole index, cached until the store changes."""

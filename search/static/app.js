@@ -1,8 +1,9 @@
-// The cbir search page: query by image (upload or a result) or by colors, show ranked thumbnails.
+// The cbir search page: the collection on load, its near-duplicate groups, and search by image
+// (upload, or a click on any image) or by colors, showing ranked thumbnails.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { info: null, last: null, maxColors: 5, seq: 0 };
+const state = { info: null, last: null, maxColors: 5, seq: 0, next: null, dupOffset: 0, dupQuery: null };
 const DEFAULT_COLORS = ["#e0c080", "#3060c0", "#2f8f3a", "#c03030", "#f0f0f0"];
 
 function params() {
@@ -29,6 +30,7 @@ function paletteStrip(element, palette) {
 
 async function run(request, describe) {
   state.last = { request, describe };
+  showView("results");
   const seq = ++state.seq; // only the latest query may draw: answers can arrive out of order
   setStatus("Searching…");
   let response;
@@ -130,6 +132,132 @@ function searchSimilar(result) {
   );
 }
 
+// --- the collection and its duplicates ------------------------------------------------
+function showView(name) {
+  if (name === "results") $("view-results").hidden = false;
+  for (const view of ["collection", "duplicates", "results"]) {
+    $(`view-${view}`).setAttribute("aria-selected", String(view === name));
+    $(`pane-${view}`).hidden = view !== name;
+  }
+}
+
+function thumbnail(image) {
+  const thumb = document.createElement("div");
+  thumb.className = "thumb";
+  const img = document.createElement("img");
+  img.src = image.thumbnail;
+  img.alt = image.name;
+  img.loading = "lazy";
+  thumb.append(img);
+  return thumb;
+}
+
+function clickToSearch(element, image) {
+  element.tabIndex = 0;
+  element.dataset.id = String(image.id);
+  element.title = `${image.path}\nclick to search by this image`;
+  const open = () => searchSimilar(image);
+  element.addEventListener("click", open);
+  element.addEventListener("keydown", (event) => { if (event.key === "Enter") open(); });
+}
+
+function formatBytes(size) {
+  if (size >= 1e6) return `${(size / 1e6).toFixed(1)} MB`;
+  if (size >= 1e3) return `${Math.round(size / 1e3)} KB`;
+  return `${size} B`;
+}
+
+async function getJson(url) {
+  const response = await fetch(url);
+  let body = null;
+  try { body = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) throw new Error(body && body.error ? body.error : `${response.status} ${response.statusText}`);
+  return body;
+}
+
+async function loadImages() {
+  const query = new URLSearchParams({ limit: "60" });
+  if (state.next !== null) query.set("before", String(state.next));
+  let body;
+  try {
+    body = await getJson(`/api/images?${query}`);
+  } catch (error) {
+    $("collection-count").textContent = `Cannot list the collection: ${error.message}`;
+    return;
+  }
+  for (const image of body.images) {
+    const tile = document.createElement("li");
+    tile.className = "tile";
+    const name = document.createElement("div");
+    name.className = "name";
+    name.textContent = image.name;
+    tile.append(thumbnail(image), name);
+    clickToSearch(tile, image);
+    $("grid").append(tile);
+  }
+  state.next = body.next;
+  const shown = $("grid").children.length;
+  $("collection-count").textContent = `${body.total.toLocaleString()} images, newest first (${shown.toLocaleString()} shown)`;
+  $("more-images").hidden = body.next === null;
+}
+
+async function loadDuplicates(fresh) {
+  if (fresh) {
+    const value = $("dup-threshold").value.trim();
+    state.dupQuery = value === "" ? {} : { threshold: value };
+    state.dupOffset = 0;
+    $("groups").replaceChildren();
+  }
+  const query = new URLSearchParams({ ...state.dupQuery, offset: String(state.dupOffset), limit: "30" });
+  $("dup-status").textContent = "Looking for near-duplicates…";
+  let body;
+  try {
+    body = await getJson(`/api/duplicates?${query}`);
+  } catch (error) {
+    $("dup-status").textContent = `Failed: ${error.message}`;
+    return;
+  }
+  $("dup-threshold").value = String(body.threshold);
+  for (const group of body.groups) {
+    const item = document.createElement("li");
+    item.className = "group";
+    const title = document.createElement("h3");
+    title.textContent = `${group.images.length} images`;
+    const members = document.createElement("div");
+    members.className = "members";
+    for (const image of group.images) {
+      const figure = document.createElement("figure");
+      figure.className = "dup";
+      figure.style.margin = "0";
+      const meta = document.createElement("figcaption");
+      meta.className = "meta";
+      const lines = [
+        ["name", image.name],
+        ["dims", `${image.width}×${image.height} · ${formatBytes(image.size)}`],
+        ["distance", image.distance === 0 ? "centre" : `distance ${image.distance.toFixed(4)}`],
+        ["path", image.path],
+      ];
+      for (const [cls, text] of lines) {
+        const line = document.createElement("span");
+        line.className = cls;
+        line.textContent = text;
+        meta.append(line);
+      }
+      figure.append(thumbnail(image), meta);
+      clickToSearch(figure, image);
+      members.append(figure);
+    }
+    item.append(title, members);
+    $("groups").append(item);
+  }
+  state.dupOffset += body.groups.length;
+  const n = body.total_groups;
+  $("dup-status").textContent = n
+    ? `${n.toLocaleString()} group${n === 1 ? "" : "s"} (${body.pairs.toLocaleString()} pairs) within ${body.threshold} by ${body.metric}`
+    : `No near-duplicates within ${body.threshold} by ${body.metric}`;
+  $("more-groups").hidden = state.dupOffset >= n;
+}
+
 // --- query by colors ------------------------------------------------------------------
 function colorRows() {
   return [...$("color-rows").querySelectorAll("li")];
@@ -229,6 +357,17 @@ function init() {
   for (const id of ["metric", "k"]) {
     $(id).addEventListener("change", () => { if (state.last) run(state.last.request, state.last.describe); });
   }
+  $("view-collection").addEventListener("click", () => showView("collection"));
+  $("view-results").addEventListener("click", () => showView("results"));
+  $("view-duplicates").addEventListener("click", () => {
+    showView("duplicates");
+    if (state.dupQuery === null) loadDuplicates(true);
+  });
+  $("dup-run").addEventListener("click", () => loadDuplicates(true));
+  $("dup-threshold").addEventListener("keydown", (event) => { if (event.key === "Enter") loadDuplicates(true); });
+  $("more-images").addEventListener("click", loadImages);
+  $("more-groups").addEventListener("click", () => loadDuplicates(false));
+  loadImages();
   addColor(DEFAULT_COLORS[0], 60);
   addColor(DEFAULT_COLORS[1], 40);
   loadInfo();

@@ -1,0 +1,60 @@
+"""``cbir duplicates``: near-duplicate groups of an index, as text, JSON or CSV. Nothing is deleted or moved."""
+
+from __future__ import annotations
+
+import csv
+import sys
+
+import click
+
+from cbir.cli import db_option, emit_json, handle_errors
+from cbir.distances import METRICS
+
+
+@click.command("duplicates")
+@db_option
+@click.option("--threshold", type=float, default=None,
+              help="Largest distance between two images of a group [default: measured, see README].")
+@click.option("--k", "k", type=click.IntRange(1, 100), default=None,
+              help="Neighbours looked up per image [default: 10].")
+@click.option("--metric", type=click.Choice(METRICS), default=None, help="Distance that confirms pairs [default: chi2-soft].")
+@click.option("--keep", type=click.Choice(["largest", "newest", "oldest"]), default=None,
+              help="Mark which image of each group to keep (largest: most pixels, then bytes; newest/oldest: mtime).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV: one line per (group, image).")
+@handle_errors
+def duplicates(db: str, threshold: float | None, k: int | None, metric: str | None, keep: str | None,
+               as_json: bool, as_csv: bool) -> None:
+    """Find every group of near-duplicate images in the index (it only lists them)."""
+    from cbir.vectors import use_threads
+    from search import Searcher
+
+    if as_json and as_csv:
+        raise click.UsageError("give at most one of --json and --csv")
+    use_threads(1)
+    searcher = Searcher.open(db)
+    try:
+        found = searcher.duplicates(threshold=threshold, k=k, metric=metric)
+    finally:
+        searcher.store.close()
+    document = found.to_dict(keep=keep)
+    if as_json:
+        emit_json(document)
+        return
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["group", "id", "path", "distance", "width", "height", "size", "keep"])
+        for number, group in enumerate(document["groups"], 1):
+            for image in group["images"]:
+                keep_cell = "" if keep is None else int(image["keep"])
+                writer.writerow([number, image["id"], image["path"], f"{image['distance']:.6f}",
+                                 image["width"], image["height"], image["size"], keep_cell])
+        return
+    for number, group in enumerate(document["groups"], 1):
+        click.echo(f"group {number} ({len(group['images'])} images)")
+        for image in group["images"]:
+            mark = ("keep " if image["keep"] else "     ") if keep else ""
+            click.echo(f"  {mark}{image['distance']:.4f}  {image['width']}x{image['height']}  {image['path']}")
+    groups = document["groups"]
+    click.echo(f"{len(groups)} groups, {sum(len(g['images']) for g in groups)} images of {found.images} "
+               f"(threshold {found.threshold:g} on {found.metric}, k={found.k}); {found.seconds:.1f} s", err=True)

@@ -1,0 +1,298 @@
+"""Near-duplicate groups: pair precision/recall/F1 of ``cbir duplicates`` next to pHash and dHash, and the self-join at scale.
+
+Run by hand (about 15 minutes on two cores; the sets are made once under --work)::
+
+    pip install -e '.[bench]'          # imagehash and scikit-image: benchmark-only
+    python tests/benchmarks/bench_duplicates.py --wang DIR [--work DIR] [--plot pr.png] [--json]
+    python tests/benchmarks/bench_duplicates.py --scale 100000 [--json]
+
+Accuracy. Three ``cbir make-benchmark`` sets whose groups are the ground truth:
+``wang-dup`` (200 Wang images, 4 edited copies each), ``skimage-dup`` (scikit-image's
+sample images and their quadrants, 6 copies each; built as in bench_accuracy.py) and
+``photo-dup`` (the same 200 Wang images enlarged 4x to 1536 px, then 4 copies each at
+up to 1536 px: photo-sized files). Each set is indexed by the real indexer with the
+defaults; the groups come from :func:`search.duplicates.find_duplicates` (the path
+``cbir duplicates`` runs) for every metric and threshold of a grid, and from pHash and
+dHash (imagehash, 64-bit) at Hamming thresholds, grouped the same way (complete linkage).
+Printed: the best threshold of each metric per set, F1 at the shared default, and the
+threshold that maximises the smallest F1 over the sets (how the default was chosen).
+
+Scale. ``--scale N`` makes N histograms of the default layout (real histograms of
+wang-dup, each perturbed; a tenth of them near copies of another) in a real SQLite
+store and times ``Searcher.duplicates`` cold (FAISS index built) and warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_accuracy import _second_set, _wang_dup  # noqa: E402
+from cbir.duplicates import group_edges, pair_scores  # noqa: E402
+from cbir.store import Store  # noqa: E402
+from cbir.transforms import GROUND_TRUTH, make_benchmark  # noqa: E402
+from indexer import index_folder  # noqa: E402
+from search import Searcher  # noqa: E402
+from search.duplicates import DEFAULT_K, DEFAULT_THRESHOLD, DUPLICATE_METRIC, candidate_edges  # noqa: E402
+
+METRIC_GRIDS = {
+    "chi2-soft": np.round(np.arange(0.02, 0.301, 0.01), 3),
+    "chi2": np.round(np.arange(0.05, 0.601, 0.025), 3),
+    "hellinger": np.round(np.arange(0.1, 0.701, 0.025), 3),
+    "l1": np.round(np.arange(0.1, 1.201, 0.05), 3),
+    "qfd": np.round(np.arange(0.02, 0.401, 0.02), 3),
+}
+HAMMING = list(range(2, 17, 2)) + [10]
+log = print
+
+
+def _photo_dup(work: Path, wang: Path) -> Path:
+    """200 Wang images enlarged 4x (1536 px), then make-benchmark at up to 1536 px."""
+    out = work / "photo-dup"
+    if (out / GROUND_TRUTH).exists():
+        return out
+    source = work / "wang-200-x4"
+    source.mkdir(parents=True, exist_ok=True)
+    for n in range(0, 1000, 5):
+        target = source / f"{n}.jpg"
+        if not target.exists():
+            image = cv2.imread(str(wang / f"{n}.jpg"))
+            big = cv2.resize(image, (image.shape[1] * 4, image.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
+            cv2.imwrite(str(target), big, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    make_benchmark(source, out, copies=4, seed=0, max_side=1536, all_queries=True)
+    return out
+
+
+def _truth(folder: Path) -> list[list[str]]:
+    groups: dict[str, list[str]] = {}
+    with open(folder / GROUND_TRUTH, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            groups.setdefault(row["group"], []).append(str((folder / row["path"]).resolve()))
+    return list(groups.values())
+
+
+def _index(folder: Path, work: Path) -> Path:
+    db = work / f"{folder.name}.db"
+    if not db.exists():
+        with Store(db, create=True) as store:
+            index_folder(folder, store, workers=2)
+    return db
+
+
+def cbir_curves(db: Path, truth: list[list[str]], metrics: list[str], k: int) -> dict[str, list[dict]]:
+    """Per metric: pair scores at every threshold of its grid (candidates from one self-join at the largest)."""
+    searcher = Searcher.open(db)
+    ids, X = searcher.histograms()
+    paths = searcher.store.paths(ids)
+    names = [paths[int(i)] for i in ids]
+    curves = {}
+    for metric in metrics:
+        grid = METRIC_GRIDS[metric]
+        embedding, distance = searcher.metric(metric)
+        left, right, exact, _ = candidate_edges(searcher, embedding, distance, ids, X, threshold=float(grid[-1]), k=k)
+
+        def pairwise(positions: np.ndarray, distance=distance) -> np.ndarray:  # type: ignore[no-untyped-def]
+            rows = X[positions]
+            return np.stack([distance(row, rows) for row in rows])
+
+        curve = []
+        for threshold in grid:
+            groups = group_edges(len(ids), left, right, exact, threshold=float(threshold), pairwise=pairwise)
+            scores = pair_scores([[names[p] for p in g] for g in groups], truth)
+            curve.append({"threshold": float(threshold), **scores})
+        curves[metric] = curve
+    searcher.store.close()
+    return curves
+
+
+def hash_curves(truth: list[list[str]]) -> dict[str, list[dict]]:
+    """pHash and dHash (64 bits): all-pairs Hamming distances, complete linkage at each threshold."""
+    import imagehash
+    from PIL import Image
+
+    names = sorted(p for group in truth for p in group)
+    curves = {}
+    for name, fn in (("phash", imagehash.phash), ("dhash", imagehash.dhash)):
+        bits = []
+        for path in names:
+            with Image.open(path) as image:
+                bits.append(fn(image).hash.reshape(-1))
+        B = np.array(bits, dtype=np.uint8)
+        D = (B[:, None, :] != B[None, :, :]).sum(axis=2)
+        left, right = np.triu_indices(len(names), 1)
+        curve = []
+        for threshold in sorted(set(HAMMING)):
+            near = D[left, right] <= threshold
+            groups = group_edges(len(names), left[near], right[near], D[left, right][near].astype(float),
+                                 threshold=float(threshold), pairwise=lambda p: D[np.ix_(p, p)].astype(float))
+            scores = pair_scores([[names[p] for p in g] for g in groups], truth)
+            curve.append({"threshold": float(threshold), **scores})
+        curves[name] = curve
+    return curves
+
+
+def accuracy(args: argparse.Namespace) -> dict:
+    args.work.mkdir(parents=True, exist_ok=True)
+    sets = {"wang-dup": _wang_dup(args.work, args.wang), "skimage-dup": _second_set(args.work),
+            "photo-dup": _photo_dup(args.work, args.wang)}
+    results: dict = {}
+    for name, folder in sets.items():
+        started = time.perf_counter()
+        db = _index(folder, args.work)
+        truth = _truth(folder)
+        results[name] = {"images": sum(len(g) for g in truth), "groups": len(truth),
+                         **cbir_curves(db, truth, args.metrics, args.k), **hash_curves(truth)}
+        log(f"{name}: {results[name]['images']} images, {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return results
+
+
+def _at(curve: list[dict], threshold: float) -> dict:
+    return min(curve, key=lambda point: abs(point["threshold"] - threshold))
+
+
+def report(results: dict, metrics: list[str]) -> dict:
+    summary: dict = {"sets": {}, "shared": {}}
+    methods = metrics + ["phash", "dhash"]
+    for method in methods:
+        thresholds = [p["threshold"] for p in next(iter(results.values()))[method]]
+        worst = [min(_at(r[method], t)["f1"] for r in results.values()) for t in thresholds]
+        best = int(np.argmax(worst))
+        summary["shared"][method] = {"threshold": thresholds[best], "min_f1": worst[best]}
+    log("| set | method | best threshold | P | R | F1 | F1 at shared threshold | at default / Hamming 10 (P, R, F1) |")
+    log("|---|---|---|---|---|---|---|---|")
+    for name, result in results.items():
+        summary["sets"][name] = {}
+        for method in methods:
+            curve = result[method]
+            best = max(curve, key=lambda p: p["f1"])
+            shared = _at(curve, summary["shared"][method]["threshold"])
+            fixed = _at(curve, DEFAULT_THRESHOLD if method == DUPLICATE_METRIC else 10.0) if method in (DUPLICATE_METRIC, "phash", "dhash") else None
+            summary["sets"][name][method] = {"best": best, "shared": shared, "default": fixed}
+            fixed_text = f"{fixed['precision']:.3f}, {fixed['recall']:.3f}, **{fixed['f1']:.3f}**" if fixed else "-"
+            log(f"| {name} | {method} | {best['threshold']:g} | {best['precision']:.3f} | {best['recall']:.3f} | "
+                f"{best['f1']:.3f} | {shared['f1']:.3f} (at {shared['threshold']:g}) | {fixed_text} |")
+    for method, shared in summary["shared"].items():
+        log(f"shared threshold of {method}: {shared['threshold']:g} (smallest F1 over the sets {shared['min_f1']:.3f})")
+    return summary
+
+
+def plot(results: dict, metrics: list[str], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4.5), squeeze=False)
+    for ax, (name, result) in zip(axes[0], results.items()):
+        for method in metrics + ["phash", "dhash"]:
+            curve = result[method]
+            ax.plot([p["recall"] for p in curve], [p["precision"] for p in curve], marker=".", label=method)
+            if method == DUPLICATE_METRIC:
+                point = _at(curve, DEFAULT_THRESHOLD)
+                ax.plot(point["recall"], point["precision"], "k*", markersize=12, label=f"default {DEFAULT_THRESHOLD:g}")
+        ax.set(title=f"{name} ({result['images']} images)", xlabel="pair recall", ylabel="pair precision", xlim=(0, 1), ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def scale(n: int, work: Path, k: int) -> dict:
+    """Time Searcher.duplicates over n perturbed real histograms in a real SQLite store."""
+    from cbir.store import ImageRecord
+
+    source = Searcher.open(_index(_wang_dup(work, args_wang), work))
+    _, base = source.histograms()
+    _, codebook, layout = source.store.codebook()  # type: ignore[misc]
+    source.store.close()
+    rng = np.random.default_rng(0)
+    blocks = codebook.n_colors
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        os.environ["CBIR_CACHE"] = tmp
+        store = Store(Path(tmp) / "scale.db", create=True)
+        codebook_id = store.save_codebook(codebook, layout)
+        t0 = time.perf_counter()
+        made = 0
+        previous = None
+        while made < n:
+            m = min(20_000, n - made)
+            rows = base[rng.integers(0, len(base), m)].astype(np.float64)
+            noise = rng.lognormal(0.0, 1.0, rows.shape)  # far from its source: a new image
+            if previous is not None:  # a tenth are mild edits of an image made before
+                near = rng.random(m) < 0.1
+                rows[near] = previous[rng.integers(0, len(previous), near.sum())]
+                noise[near] = rng.lognormal(0.0, 0.05, (near.sum(), rows.shape[1]))
+            mass = rows.reshape(m, -1, blocks).sum(axis=2, keepdims=True)
+            shaped = (rows * noise).reshape(m, -1, blocks)
+            shaped *= mass / np.maximum(shaped.sum(axis=2, keepdims=True), 1e-12)
+            rows = shaped.reshape(m, -1).astype(np.float32)
+            store.write_batch(codebook_id=codebook_id, added=[
+                ImageRecord(f"/synthetic/{made + i:07d}.jpg", 1, 0.0, f"{made + i}", 1, 1, h) for i, h in enumerate(rows)])
+            previous = rows
+            made += m
+        fill_s = time.perf_counter() - t0
+        searcher = Searcher(store)
+        t0 = time.perf_counter()
+        cold = searcher.duplicates(k=k)
+        cold_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        warm = searcher.duplicates(k=k)
+        warm_s = time.perf_counter() - t0
+        store.close()
+    dim = base.shape[1]
+    out = {"images": n, "dim": int(dim), "k": k, "fill_s": fill_s, "cold_s": cold_s, "warm_s": warm_s,
+           "groups": len(warm.groups), "pairs": warm.pairs, "compared": warm.compared,
+           "kind": "ivf" if Searcher.approximate_at(n) else "flat"}
+    log(f"{n:,} histograms of {dim} bins; duplicates: cold {cold_s:.1f} s (FAISS {out['kind']} index built), "
+        f"warm {warm_s:.1f} s; {len(warm.groups)} groups, {warm.pairs} pairs, {warm.compared} compared exactly", file=sys.stderr)
+    return out
+
+
+args_wang = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "wang"
+
+
+def main() -> None:
+    global log, args_wang
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--wang", type=Path, default=args_wang)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/cbir-bench-duplicates"))
+    parser.add_argument("--metrics", nargs="+", default=list(METRIC_GRIDS), choices=list(METRIC_GRIDS))
+    parser.add_argument("--k", type=int, default=DEFAULT_K)
+    parser.add_argument("--plot", help="write the precision-recall curves to this image")
+    parser.add_argument("--scale", type=int, help="time the self-join over this many histograms instead")
+    parser.add_argument("--threads", type=int, default=1, help="FAISS threads")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    args_wang = args.wang
+    if args.json:
+        log = lambda *a, **kw: print(*a, file=sys.stderr)  # noqa: E731
+    from cbir.vectors import use_threads
+
+    use_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.scale:
+        document = scale(args.scale, args.work, args.k)
+    else:
+        results = accuracy(args)
+        document = {"results": results, "summary": report(results, args.metrics)}
+        if args.plot:
+            plot(results, args.metrics, args.plot)
+            log(f"plot written to {args.plot}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(document, indent=1))
+
+
+if __name__ == "__main__":
+    main()

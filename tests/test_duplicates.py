@@ -1,0 +1,188 @@
+"""Near-duplicate groups: the grouping and scoring functions (cbir/duplicates.py) on hand-made edges,
+and the self-join (search/duplicates.py) on real indexes of images written to disk (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cbir.duplicates import centre_of, group_edges, pair_scores
+from cbir.errors import BadInputError
+from cbir.store import Store
+from cbir.vectors import VectorIndex
+from indexer import index_folder
+from search import Searcher
+from search.duplicates import DEFAULT_K, DEFAULT_THRESHOLD
+from tests.conftest import write_image
+
+
+def line_pairwise(points: np.ndarray):  # type: ignore[no-untyped-def]
+    """Distances among points on a line, as group_edges asks for them."""
+    return lambda positions: np.abs(points[positions][:, None] - points[positions][None, :])
+
+
+# --- grouping -------------------------------------------------------------------------
+def test_complete_linkage_cuts_a_chain():
+    # 0 -1.0- 1 -1.2- 2: both edges are under 1.5, but 0 and 2 are 2.2 apart.
+    points = np.array([0.0, 1.0, 2.2])
+    groups = group_edges(3, np.array([0, 1]), np.array([1, 2]), np.array([1.0, 1.2]), threshold=1.5,
+                         pairwise=line_pairwise(points))
+    assert [g.tolist() for g in groups] == [[0, 1]]
+    # Plain connected components would have made one group of three.
+    assert all(len(g) < 3 for g in groups)
+
+
+def test_groups_are_sorted_and_edges_above_the_threshold_ignored():
+    points = np.array([0.0, 10.0, 0.1, 10.2, 50.0, 0.2])
+    left, right = np.array([0, 1, 2, 4, 5]), np.array([2, 3, 5, 0, 0])
+    distance = np.abs(points[left] - points[right])
+    groups = group_edges(6, left, right, distance, threshold=0.5, pairwise=line_pairwise(points))
+    assert [g.tolist() for g in groups] == [[0, 2, 5], [1, 3]]
+    assert group_edges(6, left, right, distance, threshold=0.05, pairwise=line_pairwise(points)) == []
+
+
+def test_large_components_are_split_around_centres():
+    # A star 0-(1,2,3) and a tail 3-4: more items than linkage may take, so the centre rule applies.
+    left, right = np.array([0, 0, 0, 3]), np.array([1, 2, 3, 4])
+
+    def never(_positions: np.ndarray) -> np.ndarray:
+        raise AssertionError("linkage must not run above max_linkage_size")
+
+    groups = group_edges(5, left, right, np.full(4, 0.1), threshold=0.5, pairwise=never, max_linkage_size=3)
+    assert [g.tolist() for g in groups] == [[0, 1, 2, 3]]
+
+
+def test_group_edges_rejects_bad_input():
+    pairwise = line_pairwise(np.zeros(3))
+    with pytest.raises(BadInputError, match="threshold must be a finite number >= 0, got -1"):
+        group_edges(3, np.array([0]), np.array([1]), np.array([0.1]), threshold=-1, pairwise=pairwise)
+    with pytest.raises(BadInputError, match=r"edge endpoints must lie in \[0, 3\), got \[0, 7\]"):
+        group_edges(3, np.array([0]), np.array([7]), np.array([0.1]), threshold=1, pairwise=pairwise)
+    with pytest.raises(BadInputError, match="equal lengths, got 2, 1 and 1"):
+        group_edges(3, np.array([0, 1]), np.array([1]), np.array([0.1]), threshold=1, pairwise=pairwise)
+
+
+def test_centre_is_the_member_closest_to_all():
+    points = np.array([0.0, 1.0, 2.0, 2.5])
+    assert centre_of(np.abs(points[:, None] - points[None, :])) == 1
+
+
+def test_pair_scores_by_hand():
+    scores = pair_scores([["a", "b", "c"]], [["a", "b"], ["c", "d"]])
+    # Predicted pairs ab, ac, bc; true pairs ab, cd; one correct.
+    assert scores["precision"] == pytest.approx(1 / 3)
+    assert scores["recall"] == pytest.approx(1 / 2)
+    assert scores["f1"] == pytest.approx(0.4)
+    assert (scores["predicted_pairs"], scores["true_pairs"], scores["correct_pairs"]) == (3, 2, 1)
+    assert pair_scores([], [["a", "b"]])["recall"] == 0.0
+    assert pair_scores([], [["a"]])["f1"] == 1.0
+
+
+# --- the self-join on a real index ------------------------------------------------------
+def blocks(seed: int, size: tuple[int, int] = (120, 160)) -> np.ndarray:
+    """A smooth picture: 3 x 4 random colors blended (cubic), every seed a different one."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (3, 4, 3)).astype(np.float32)
+    return np.clip(cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+
+def make_duplicates_folder(folder: Path) -> dict[str, list[str]]:
+    """Five sources each with a resized, a re-encoded and a brightened copy, and six unrelated images.
+
+    Returns the expected groups, by file name; the enlarged copy of each source is the largest file.
+    """
+    groups = {}
+    for s in range(5):
+        source = blocks(s)
+        names = [f"s{s}.png", f"s{s}_big.jpg", f"s{s}_jpeg.jpg", f"s{s}_bright.png"]
+        write_image(folder / names[0], source)
+        write_image(folder / names[1], cv2.resize(source, (320, 240), interpolation=cv2.INTER_LINEAR))
+        ok, data = cv2.imencode(".jpg", cv2.cvtColor(source, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 60])
+        (folder / names[2]).write_bytes(data.tobytes())
+        write_image(folder / names[3], np.clip(source.astype(int) + 6, 0, 255).astype(np.uint8))
+        groups[f"s{s}"] = sorted(names)
+    for u in range(6):
+        write_image(folder / f"single{u}.png", blocks(100 + u))
+    return groups
+
+
+@pytest.fixture(scope="module")
+def dup_index(tmp_path_factory) -> tuple[Path, dict[str, list[str]]]:
+    folder = tmp_path_factory.mktemp("dups")
+    expected = make_duplicates_folder(folder)
+    db = tmp_path_factory.mktemp("db") / "dups.db"
+    with Store(db, create=True) as store:
+        index_folder(folder, store, workers=1)
+    return db, expected
+
+
+def found_names(found) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    return sorted(sorted(Path(m.path).name for m in group.members) for group in found.groups)
+
+
+def test_searcher_finds_the_groups_through_one_self_join(dup_index, monkeypatch):
+    db, expected = dup_index
+    calls = []
+    real_search = VectorIndex.search
+
+    def counted(self, queries, k):  # type: ignore[no-untyped-def]
+        calls.append((len(np.atleast_2d(queries)), k))
+        return real_search(self, queries, k)
+
+    monkeypatch.setattr(VectorIndex, "search", counted)
+    searcher = Searcher.open(db)
+    found = searcher.duplicates()
+    assert found_names(found) == sorted(expected.values())
+    # The candidates came from one batched k-NN search of all 26 images, not from all pairs.
+    assert calls == [(26, DEFAULT_K + 1)]
+    assert found.compared <= 26 * DEFAULT_K
+    assert found.threshold == DEFAULT_THRESHOLD and found.images == 26
+    # Within every group every pair is within the threshold; the centre comes first at distance 0.
+    for group in found.groups:
+        assert group.members[0].distance == 0.0
+        assert [m.distance for m in group.members] == sorted(m.distance for m in group.members)
+        ids = np.array([m.id for m in group.members])
+        X = searcher.store.histograms(ids)
+        distance = searcher.metric(found.metric)[1]
+        assert max(distance(x, X).max() for x in X) <= found.threshold
+    searcher.store.close()
+
+
+def test_threshold_zero_finds_nothing_and_bad_options_are_named(dup_index):
+    searcher = Searcher.open(dup_index[0])
+    assert searcher.duplicates(threshold=0.0).groups == []
+    with pytest.raises(BadInputError, match="threshold must be a finite number >= 0, got nan"):
+        searcher.duplicates(threshold=float("nan"))
+    with pytest.raises(BadInputError, match="k must be an integer between 1 and 100, got 0"):
+        searcher.duplicates(k=0)
+    with pytest.raises(BadInputError, match="unknown metric 'cosine'"):
+        searcher.duplicates(metric="cosine")
+    searcher.store.close()
+
+
+def test_keep_rules(dup_index):
+    searcher = Searcher.open(dup_index[0])
+    found = searcher.duplicates()
+    searcher.store.close()
+    for group in found.groups:
+        assert Path(group.kept("largest").path).name.endswith("_big.jpg")
+        assert group.kept("newest").mtime == max(m.mtime for m in group.members)
+        assert group.kept("oldest").mtime == min(m.mtime for m in group.members)
+    document = found.to_dict(keep="largest")
+    assert all(sum(image["keep"] for image in group["images"]) == 1 for group in document["groups"])
+    with pytest.raises(BadInputError, match="unknown keep rule 'smallest'"):
+        found.groups[0].kept("smallest")
+
+
+def test_duplicates_on_postgresql(postgres_url, tmp_path):
+    expected = make_duplicates_folder(tmp_path / "images")
+    with Store(postgres_url, create=True) as store:
+        index_folder(tmp_path / "images", store, workers=1)
+    searcher = Searcher.open(postgres_url)
+    try:
+        assert found_names(searcher.duplicates()) == sorted(expected.values())
+    finally:
+        searcher.store.close()
