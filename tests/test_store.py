@@ -125,3 +125,38 @@ def test_postgres_adds_rows_by_copy_into_lz4_histograms(postgres_url):
             method = conn.execute(text("SELECT attcompression FROM pg_attribute "
                                        "WHERE attrelid = 'images'::regclass AND attname = 'histogram'")).scalar()
         assert method == "l"  # lz4, not the default pglz
+
+
+def test_image_page_is_keyset_paged_newest_first(db):
+    with Store(db, create=True) as store:
+        codebook_id = store.save_codebook(_codebook(), "global")
+        store.write_batch(codebook_id=codebook_id, added=[_record(f"/p/{i:02d}.jpg", i) for i in range(23)])
+        by_path = {state.path: state.id for state in store.file_states().values()}
+        store.write_batch(codebook_id=codebook_id, removed=[by_path["/p/05.jpg"], by_path["/p/17.jpg"]])
+        statements: list[tuple[str, object]] = []
+        from sqlalchemy import event
+
+        event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append((args[2], args[3])))
+        pages, before = [], None
+        while True:
+            page = store.image_page(before=before, limit=5)
+            if not page:
+                break
+            pages.append(page)
+            before = page[-1].id
+        seen = [facts.id for page in pages for facts in page]
+        assert seen == sorted((i for p, i in by_path.items() if p not in ("/p/05.jpg", "/p/17.jpg")), reverse=True)
+        assert [len(p) for p in pages] == [5, 5, 5, 5, 1]
+        first = pages[0][0]
+        assert (first.path, first.size, first.width, first.height) == ("/p/22.jpg", 122, 10, 20)
+        # Each page is a range read on the key: never an OFFSET that scans the rows before it.
+        # (SQLAlchemy writes SQLite's LIMIT as "LIMIT ? OFFSET ?" with an offset of 0.)
+        assert len(statements) == 6 and all("images.id <" in s for s, _ in statements[1:])  # 5 pages and the empty one
+        assert all(list(p.values() if isinstance(p, dict) else p)[-1] == 0 for s, p in statements if "OFFSET" in s)
+        if store.path is not None:
+            with store.engine.connect() as conn:
+                from sqlalchemy import text
+
+                plan = " ".join(str(row[-1]) for row in conn.execute(
+                    text("EXPLAIN QUERY PLAN SELECT id FROM images WHERE id < 10 ORDER BY id DESC LIMIT 5")))
+            assert "SEARCH images USING INTEGER PRIMARY KEY" in plan

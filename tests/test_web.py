@@ -133,3 +133,40 @@ def test_a_file_that_is_not_an_image_shows_an_error(page, tmp_path, site):
     page.set_input_files("#file", str(site[1] / "blue.png"))
     sync_api.expect(page.locator("#results .result .name").first).to_have_text(re.compile(r"^blue(\.png|_noisy\.jpg)$"))
     sync_api.expect(page.locator("#status")).not_to_have_class(re.compile(r"\berror\b"))
+
+
+def test_the_collection_shows_on_load_and_a_click_searches(page):
+    # Before any search: the collection as a grid, with its size.
+    sync_api.expect(page.locator("#pane-collection")).to_be_visible()
+    sync_api.expect(page.locator("#collection-count")).to_contain_text("24 images, newest first")
+    tiles = page.locator("#grid .tile")
+    sync_api.expect(tiles).to_have_count(24)
+    sync_api.expect(page.locator("#more-images")).to_be_hidden()
+    page.wait_for_function("() => [...document.querySelectorAll('#grid img')].slice(0, 6).every(i => i.complete && i.naturalWidth > 0)")
+    tiles.filter(has_text="black_red.png").click()
+    sync_api.expect(page.locator("#pane-results")).to_be_visible()
+    sync_api.expect(page.locator("#query-label")).to_have_text("black_red.png")
+    sync_api.expect(page.locator("#results .result .name").first).to_have_text("black_red.png")
+    # The collection is one click away.
+    page.click("#view-collection")
+    sync_api.expect(tiles).to_have_count(24)
+
+
+def test_the_duplicates_view_lists_a_known_group(page):
+    page.click("#view-duplicates")
+    groups = page.locator("#groups .group")
+    sync_api.expect(page.locator("#dup-status")).to_contain_text(re.compile(r"^\d+ groups? \(\d+ pairs\) within"))
+    red = groups.filter(has=page.locator(".name", has_text=re.compile(r"^red\.png$")))
+    sync_api.expect(red).to_have_count(1)
+    assert sorted(red.locator(".name").all_inner_texts()) == ["red.png", "red_noisy.jpg"]
+    # Each image with its size and path.
+    sync_api.expect(red.locator(".dims").first).to_contain_text("64×48")
+    assert any(path.endswith("/noisy/red_noisy.jpg") for path in red.locator(".path").all_inner_texts())
+    # A threshold of 0 leaves only exact copies; clicking an image searches by it.
+    page.fill("#dup-threshold", "0")
+    page.click("#dup-run")
+    sync_api.expect(page.locator("#dup-status")).to_contain_text("within 0 by")
+    page.fill("#dup-threshold", "")
+    page.click("#dup-run")
+    red.locator(".dup", has=page.locator(".name", has_text="red_noisy.jpg")).click()
+    sync_api.expect(page.locator("#query-label")).to_have_text("red_noisy.jpg")
