@@ -247,3 +247,32 @@ def distance_function(metric: str, centers: np.ndarray | None = None) -> Distanc
         return lambda q, X: chi2_soft(q, X, spread)
     similarity = qbic_similarity(centers) if metric == "qfd" else gaussian_similarity(centers)
     return lambda q, X: qfd(q, X, similarity)
+
+
+def _chi2_rows(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    terms = (A - B) ** 2
+    total = A + B
+    np.maximum(total, np.finfo(np.float64).tiny, out=total)  # 0/0 -> 0, as in chi2
+    return 0.5 * (terms / total).sum(axis=1)
+
+
+def paired_distance_function(metric: str, centers: np.ndarray | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``d(A[i], B[i])`` for every row pair, ``(A (m, d), B (m, d)) -> (m,)``: the values of
+    :func:`distance_function`, batched (chi2 and chi2-soft soften and compare whole blocks of rows at once).
+
+    Raises
+    ------
+    BadInputError
+        For an unknown metric, or a QFD or chi2-soft metric without centers.
+    """
+    single = distance_function(metric, centers)
+    if metric == "chi2-soft":
+        spread = soft_similarity(np.asarray(centers))
+
+        def soft_rows(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+            return _chi2_rows(soften(np.atleast_2d(A), spread), soften(np.atleast_2d(B), spread))
+
+        return soft_rows
+    if metric == "chi2":
+        return lambda A, B: _chi2_rows(np.atleast_2d(np.asarray(A, np.float64)), np.atleast_2d(np.asarray(B, np.float64)))
+    return lambda A, B: np.array([single(a, b[None, :])[0] for a, b in zip(np.atleast_2d(A), np.atleast_2d(B))])

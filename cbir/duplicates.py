@@ -91,7 +91,7 @@ def group_edges(
     sizes = np.bincount(labels)
     groups: list[np.ndarray] = []
     members_of = _members_by_label(labels, sizes)
-    for label, members in members_of.items():
+    for members in members_of.values():
         if len(members) == 2:
             groups.append(members)
         elif len(members) <= max_linkage_size:

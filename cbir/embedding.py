@@ -29,6 +29,8 @@ from cbir.distances import SOFT_POWER, SOFT_SIGMA, check_metric, gaussian_simila
 
 # FAISS computes h in float32; bounds are loosened by this much so rounding never prunes a true neighbour.
 _SLACK = 1e-5
+#: Embedded entries smaller than this are stored as 0 (see Embedding.transform).
+_FLUSH = 1e-15
 
 
 def quadratic_form_transform(similarity: np.ndarray) -> np.ndarray:
@@ -61,7 +63,12 @@ class Embedding:
     def transform(self, histograms: np.ndarray) -> np.ndarray:
         """Embed histograms (n, d) or (d,) into C-contiguous float32 vectors (n, m)."""
         X = np.atleast_2d(np.asarray(histograms, dtype=np.float64))
-        return np.ascontiguousarray(self.transform_fn(X), dtype=np.float32)
+        vectors = np.ascontiguousarray(self.transform_fn(X), dtype=np.float32)
+        # chi2-soft's spreading leaves tails down to 1e-56; products of entries under ~1e-19 are
+        # subnormal floats, which made FAISS's matrix products ~80x slower (a 2000-image self-join took
+        # 111 s). Zeroing entries under _FLUSH moves a squared distance by < d * 1e-15, far inside _SLACK.
+        vectors[np.abs(vectors) < _FLUSH] = 0.0
+        return vectors
 
     def bound(self, squared_l2: np.ndarray) -> np.ndarray:
         """Lower bound on the metric given squared L2 distances in the embedded space."""

@@ -14,11 +14,13 @@ embedding slots in at :func:`find_duplicates` by passing another ``embedding``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from cbir.distances import paired_distance_function
 from cbir.duplicates import centre_of, group_edges
 from cbir.embedding import Embedding
 from cbir.errors import BadInputError
@@ -31,8 +33,10 @@ DEFAULT_THRESHOLD = 0.12
 #: (more through shared neighbours).
 DEFAULT_K = 10
 MAX_K = 100
-#: Images per FAISS self-join batch.
+#: Images per FAISS self-join batch, and row pairs per exact-distance block.
 _BATCH = 2048
+_PAIRS = 4096
+Paired = Callable[[np.ndarray, np.ndarray], np.ndarray]
 KEEP_RULES = ("largest", "newest", "oldest")
 
 
@@ -116,12 +120,13 @@ def check_options(threshold: float, k: int) -> tuple[float, int]:
 
 
 def candidate_edges(
-    searcher: Any, embedding: Embedding, distance: Any, ids: np.ndarray, X: np.ndarray, *, threshold: float, k: int
+    searcher: Any, embedding: Embedding, paired: Paired, ids: np.ndarray, X: np.ndarray, *, threshold: float, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Edges (left, right, exact distance) of the self-join, positions into ``ids``; and the pairs compared.
 
     Each image's ``k`` nearest neighbours in the embedding are candidates; those whose
-    lower bound exceeds ``threshold`` are dropped before the exact distance.
+    lower bound exceeds ``threshold`` are dropped before the exact distance, which
+    ``paired`` (see :func:`cbir.distances.paired_distance_function`) computes in blocks.
     """
     kind = "ivf" if searcher.approximate_at(len(ids)) else "flat"
     index = searcher.vector_index(embedding, kind=kind)
@@ -139,12 +144,24 @@ def candidate_edges(
     left = np.concatenate(lefts) if lefts else np.empty(0, np.int64)
     right = np.concatenate(rights) if rights else np.empty(0, np.int64)
     pairs = np.unique(np.stack([left, right], axis=1)[left != right], axis=0)
-    exact = np.empty(len(pairs))
-    # One exact call per left end: the distance functions rank one query against many rows.
-    starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]]) if len(pairs) else np.empty(0, np.int64)
-    for begin, end in zip(starts, np.r_[starts[1:], len(pairs)].astype(np.int64)):
-        exact[begin:end] = distance(X[pairs[begin, 0]], X[pairs[begin:end, 1]])
-    return pairs[:, 0], pairs[:, 1], exact, len(pairs)
+    return pairs[:, 0], pairs[:, 1], _paired(paired, X, pairs[:, 0], pairs[:, 1]), len(pairs)
+
+
+def _paired(paired: Paired, X: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Exact distances of row pairs (X[left[i]], X[right[i]]), a block of pairs at a time."""
+    out = np.empty(len(left))
+    for start in range(0, len(left), _PAIRS):
+        end = start + _PAIRS
+        out[start:end] = paired(X[left[start:end]], X[right[start:end]])
+    return out
+
+
+def pairwise_distances(paired: Paired, X: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Exact distances (s, s) among the rows ``X[positions]``."""
+    i, j = np.triu_indices(len(positions), 1)
+    matrix = np.zeros((len(positions), len(positions)))
+    matrix[i, j] = matrix[j, i] = _paired(paired, X, positions[i], positions[j])
+    return matrix
 
 
 def find_duplicates(
@@ -180,19 +197,23 @@ def find_duplicates(
     """
     started = time.perf_counter()
     threshold, k = check_options(threshold, k)
-    own_embedding, distance = searcher.metric(metric)
+    own_embedding, _ = searcher.metric(metric)
     embedding = embedding or own_embedding
+    paired = paired_distance_function(metric, searcher.codebook.centers)
     ids, X = searcher.histograms()
     if len(ids) < 2:
         return Duplicates(threshold, k, metric, [], 0, 0, len(ids), time.perf_counter() - started)
-    left, right, exact, compared = candidate_edges(searcher, embedding, distance, ids, X, threshold=threshold, k=k)
+    left, right, exact, compared = candidate_edges(searcher, embedding, paired, ids, X, threshold=threshold, k=k)
+    matrices: dict[bytes, np.ndarray] = {}
 
     def pairwise(positions: np.ndarray) -> np.ndarray:
-        rows = X[positions]
-        return np.stack([distance(row, rows) for row in rows])
+        key = positions.tobytes()
+        if key not in matrices:  # a group linkage kept whole is measured once
+            matrices[key] = pairwise_distances(paired, X, positions)
+        return matrices[key]
 
     positions = group_edges(len(ids), left, right, exact, threshold=threshold, pairwise=pairwise)
-    groups = [_group(searcher.store, ids, members, pairwise(members)) for members in positions]
+    groups = [_group(searcher.store, ids, members, pairwise(np.sort(members))) for members in positions]
     pairs = int(np.count_nonzero(exact <= threshold))
     return Duplicates(threshold, k, metric, groups, pairs, compared, len(ids), time.perf_counter() - started)
 

@@ -64,3 +64,18 @@ def test_unknown_metric_and_bad_shapes_are_named():
         D.check_metric("cosine")
     with pytest.raises(BadInputError, match=r"\(3,\)"):
         D.chi2(np.ones(3), np.ones((2, 4)))
+
+
+@pytest.mark.parametrize("metric", D.METRICS)
+def test_paired_distances_equal_the_single_query_ones(metric):
+    from cbir.distances import distance_function, paired_distance_function
+
+    rng = np.random.default_rng(3)
+    centers = rng.uniform(0, 100, (8, 3))
+    A = rng.dirichlet(np.full(16, 0.3), size=6)  # two 8-color blocks per histogram, sparse
+    B = rng.dirichlet(np.full(16, 0.3), size=6)
+    A[0, :5] = 0.0
+    B[0, :5] = 0.0  # bins empty in both
+    single = distance_function(metric, centers)
+    expected = [single(a, b[None, :])[0] for a, b in zip(A, B)]
+    np.testing.assert_allclose(paired_distance_function(metric, centers)(A, B), expected, rtol=1e-12, atol=1e-15)

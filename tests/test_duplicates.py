@@ -100,7 +100,7 @@ def make_duplicates_folder(folder: Path) -> dict[str, list[str]]:
         names = [f"s{s}.png", f"s{s}_big.jpg", f"s{s}_jpeg.jpg", f"s{s}_bright.png"]
         write_image(folder / names[0], source)
         write_image(folder / names[1], cv2.resize(source, (320, 240), interpolation=cv2.INTER_LINEAR))
-        ok, data = cv2.imencode(".jpg", cv2.cvtColor(source, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 60])
+        _, data = cv2.imencode(".jpg", cv2.cvtColor(source, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 60])
         (folder / names[2]).write_bytes(data.tobytes())
         write_image(folder / names[3], np.clip(source.astype(int) + 6, 0, 255).astype(np.uint8))
         groups[f"s{s}"] = sorted(names)

@@ -39,13 +39,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_accuracy import _second_set, _wang_dup  # noqa: E402
-from cbir.duplicates import group_edges, pair_scores  # noqa: E402
-from cbir.store import Store  # noqa: E402
-from cbir.transforms import GROUND_TRUTH, make_benchmark  # noqa: E402
-from indexer import index_folder  # noqa: E402
-from search import Searcher  # noqa: E402
-from search.duplicates import DEFAULT_K, DEFAULT_THRESHOLD, DUPLICATE_METRIC, candidate_edges  # noqa: E402
+from bench_accuracy import _second_set, _wang_dup
+
+from cbir.distances import paired_distance_function
+from cbir.duplicates import group_edges, pair_scores
+from cbir.store import Store
+from cbir.transforms import GROUND_TRUTH, make_benchmark
+from indexer import index_folder
+from search import Searcher
+from search.duplicates import DEFAULT_K, DEFAULT_THRESHOLD, DUPLICATE_METRIC, candidate_edges
 
 METRIC_GRIDS = {
     "chi2-soft": np.round(np.arange(0.02, 0.301, 0.01), 3),
@@ -54,6 +56,8 @@ METRIC_GRIDS = {
     "l1": np.round(np.arange(0.1, 1.201, 0.05), 3),
     "qfd": np.round(np.arange(0.02, 0.401, 0.02), 3),
 }
+#: Measured by default (QFD's full distance matrix costs minutes: --metrics qfd to add it).
+DEFAULT_METRICS = ["chi2-soft", "chi2", "hellinger", "l1"]
 HAMMING = list(range(2, 17, 2)) + [10]
 log = print
 
@@ -101,11 +105,15 @@ def cbir_curves(db: Path, truth: list[list[str]], metrics: list[str], k: int) ->
     for metric in metrics:
         grid = METRIC_GRIDS[metric]
         embedding, distance = searcher.metric(metric)
-        left, right, exact, _ = candidate_edges(searcher, embedding, distance, ids, X, threshold=float(grid[-1]), k=k)
+        paired = paired_distance_function(metric, searcher.codebook.centers)
+        left, right, exact, _ = candidate_edges(searcher, embedding, paired, ids, X, threshold=float(grid[-1]), k=k)
 
-        def pairwise(positions: np.ndarray, distance=distance) -> np.ndarray:  # type: ignore[no-untyped-def]
-            rows = X[positions]
-            return np.stack([distance(row, rows) for row in rows])
+        # Every exact distance once: the grid groups the same candidates at many thresholds.
+        X64 = X.astype(np.float64)
+        full = np.stack([distance(row, X64) for row in X64])
+
+        def pairwise(positions: np.ndarray, full=full) -> np.ndarray:  # type: ignore[no-untyped-def]
+            return full[np.ix_(positions, positions)]
 
         curve = []
         for threshold in grid:
@@ -136,7 +144,7 @@ def hash_curves(truth: list[list[str]]) -> dict[str, list[dict]]:
         for threshold in sorted(set(HAMMING)):
             near = D[left, right] <= threshold
             groups = group_edges(len(names), left[near], right[near], D[left, right][near].astype(float),
-                                 threshold=float(threshold), pairwise=lambda p: D[np.ix_(p, p)].astype(float))
+                                 threshold=float(threshold), pairwise=lambda p, D=D: D[np.ix_(p, p)].astype(float))
             scores = pair_scores([[names[p] for p in g] for g in groups], truth)
             curve.append({"threshold": float(threshold), **scores})
         curves[name] = curve
@@ -150,10 +158,16 @@ def accuracy(args: argparse.Namespace) -> dict:
     results: dict = {}
     for name, folder in sets.items():
         started = time.perf_counter()
+        saved = args.work / f"{name}-curves-k{args.k}.json"
+        if saved.exists():  # curves of an earlier run (delete the file to measure again)
+            results[name] = json.loads(saved.read_text())
+            if set(args.metrics) <= set(results[name]):
+                continue
         db = _index(folder, args.work)
         truth = _truth(folder)
         results[name] = {"images": sum(len(g) for g in truth), "groups": len(truth),
                          **cbir_curves(db, truth, args.metrics, args.k), **hash_curves(truth)}
+        saved.write_text(json.dumps(results[name]))
         log(f"{name}: {results[name]['images']} images, {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return results
 
@@ -245,7 +259,7 @@ def scale(n: int, work: Path, k: int) -> dict:
         fill_s = time.perf_counter() - t0
         searcher = Searcher(store)
         t0 = time.perf_counter()
-        cold = searcher.duplicates(k=k)
+        searcher.duplicates(k=k)
         cold_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         warm = searcher.duplicates(k=k)
@@ -268,7 +282,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wang", type=Path, default=args_wang)
     parser.add_argument("--work", type=Path, default=Path("/tmp/cbir-bench-duplicates"))
-    parser.add_argument("--metrics", nargs="+", default=list(METRIC_GRIDS), choices=list(METRIC_GRIDS))
+    parser.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS, choices=list(METRIC_GRIDS))
     parser.add_argument("--k", type=int, default=DEFAULT_K)
     parser.add_argument("--plot", help="write the precision-recall curves to this image")
     parser.add_argument("--scale", type=int, help="time the self-join over this many histograms instead")
@@ -277,7 +291,7 @@ def main() -> None:
     args = parser.parse_args()
     args_wang = args.wang
     if args.json:
-        log = lambda *a, **kw: print(*a, file=sys.stderr)  # noqa: E731
+        log = lambda *a, **kw: print(*a, file=sys.stderr)
     from cbir.vectors import use_threads
 
     use_threads(args.threads)
