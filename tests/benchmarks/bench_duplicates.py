@@ -28,6 +28,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -149,6 +150,39 @@ def hash_curves(truth: list[list[str]]) -> dict[str, list[dict]]:
             curve.append({"threshold": float(threshold), **scores})
         curves[name] = curve
     return curves
+
+
+def by_edit(folder: Path, db: Path, threshold: float) -> dict[str, dict[str, float]]:
+    """Per edit: share of the copies made with it that cbir groups with their original at ``threshold``,
+    and that are within Hamming 10 of it by pHash."""
+    import imagehash
+    from PIL import Image
+
+    with open(folder / GROUND_TRUTH, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    searcher = Searcher.open(db)
+    group_of = {m.path: g for g, group in enumerate(searcher.duplicates(threshold=threshold).groups) for m in group.members}
+    searcher.store.close()
+    path = {r["path"]: str((folder / r["path"]).resolve()) for r in rows}
+    original = {r["group"]: path[r["path"]] for r in rows if r["transform"] == "original"}
+    hashes = {}
+    for file in path.values():
+        with Image.open(file) as image:
+            hashes[file] = imagehash.phash(image)
+    counts: dict[str, list[int]] = {}
+    for r in rows:
+        if r["transform"] == "original":
+            continue
+        copy, source = path[r["path"]], original[r["group"]]
+        grouped = copy in group_of and group_of.get(source) == group_of[copy]
+        close = hashes[copy] - hashes[source] <= 10
+        # Edits name themselves in the transform column by a word ("crop0.70x0.80", "scale0.50", "contrast...").
+        for edit in {m.group(0) for m in re.finditer(r"[a-z]{3,}", r["transform"])}:
+            seen = counts.setdefault(edit, [0, 0, 0])
+            seen[0] += 1
+            seen[1] += grouped
+            seen[2] += close
+    return {edit: {"copies": n, "cbir": a / n, "phash": b / n} for edit, (n, a, b) in sorted(counts.items())}
 
 
 def accuracy(args: argparse.Namespace) -> dict:
@@ -287,6 +321,7 @@ def main() -> None:
     parser.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS, choices=list(METRIC_GRIDS))
     parser.add_argument("--k", type=int, default=DEFAULT_K)
     parser.add_argument("--plot", help="write the precision-recall curves to this image")
+    parser.add_argument("--by-edit", action="store_true", help="also: which edits each method recovers")
     parser.add_argument("--scale", type=int, help="time the self-join over this many histograms instead")
     parser.add_argument("--threads", type=int, default=1, help="FAISS threads")
     parser.add_argument("--json", action="store_true")
@@ -303,6 +338,13 @@ def main() -> None:
     else:
         results = accuracy(args)
         document = {"results": results, "summary": report(results, args.metrics)}
+        if args.by_edit:
+            document["by_edit"] = {}
+            for name in results:
+                folder = args.work / name
+                document["by_edit"][name] = edits = by_edit(folder, _index(folder, args.work), DEFAULT_THRESHOLD)
+                log(f"{name}: copies grouped with their original at {DEFAULT_THRESHOLD:g} (cbir) / within Hamming 10 (pHash): "
+                    + ", ".join(f"{e} {v['cbir']:.2f}/{v['phash']:.2f}" for e, v in edits.items()))
         if args.plot:
             plot(results, args.metrics, args.plot)
             log(f"plot written to {args.plot}", file=sys.stderr)
