@@ -34,3 +34,7 @@ class MassRemovalError(CbirError):
 
 class ClusterError(CbirError):
     """The Dask cluster cannot be reached, has no workers, or cannot run cbir's tasks."""
+
+
+class BadVideoError(BadImageError):
+    """A video file cannot be opened, has no decodable frame, or is truncated (a bad image, for indexing)."""
