@@ -355,15 +355,29 @@ def _note(message: str | None) -> None:
 @click.option("--style", type=click.Choice(STYLES), default="swatches", show_default=True,
               help="Strip of equal swatches, or a bar with segments proportional to the shares.")
 @click.option("--strip-only", is_flag=True, help="With --out: write the strip alone (as wide as the image).")
+@click.option("--barcode", type=click.Path(dir_okay=False), default=None,
+              help="VIDEO|FOLDER: write the movie barcode, one column per sampled frame (PNG).")
+@click.option("--barcode-color", type=click.Choice(["average", "dominant"]), default="average", show_default=True,
+              help="Color of a barcode column: the frame's mean or its dominant color.")
+@click.option("--sheet", type=click.Path(dir_okay=False), default=None,
+              help="VIDEO|FOLDER: write a contact sheet, one keyframe per shot (or still) with its palette strip.")
+@click.option("--frames", type=click.IntRange(1, 10_000), default=400, show_default=True,
+              help="VIDEO|FOLDER: frames (or stills) sampled evenly for the palette and the barcode.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @handle_errors
 def palette(image: str, k: int, method: str, sort: str, seed: int, out: str | None, style: str, strip_only: bool,
-            as_json: bool) -> None:
-    """The K dominant colors of IMAGE and their shares."""
+            barcode: str | None, barcode_color: str, sheet: str | None, frames: int, as_json: bool) -> None:
+    """The K dominant colors of IMAGE, or of a VIDEO or FOLDER of stills (sampled frames), and their shares."""
+    from cbir.cli_films import film_palette_command, is_film_source
     from cbir.images import load_image
     from cbir.palette import extract_palette
     from cbir.swatches import palette_picture, save_image
 
+    if is_film_source(image):
+        return film_palette_command(image, k=k, method=method, sort=sort, seed=seed, out=out, barcode=barcode,
+                                    barcode_color=barcode_color, sheet=sheet, frames=frames, as_json=as_json)
+    if barcode or sheet:
+        raise click.UsageError("--barcode and --sheet take a video or a folder of stills")
     if strip_only and not out:
         raise click.UsageError("--strip-only needs --out FILE")
     rgb = load_image(image, max_side=None)
@@ -388,13 +402,24 @@ def palette(image: str, k: int, method: str, sort: str, seed: int, out: str | No
 @click.option("--codebook", "codebook_db", default=None, metavar="DB",
               help="Use the global codebook of this index (what the search engine sees) instead of the image's colors.")
 @click.option("--side-by-side", is_flag=True, help="Write the original and the posterized image next to each other.")
+@click.option("--per-shot", is_flag=True, help="VIDEO: learn a palette per shot instead of one for the whole video.")
+@click.option("--codec", default=None, metavar="FOURCC", help="VIDEO: output codec [default: FFV1 for .avi/.mkv, mp4v for .mp4].")
+@click.option("--quiet", "-q", is_flag=True, help="VIDEO: no progress bar.")
 @_method_option
 @_seed_option
 @handle_errors
-def quantize(image: str, k: int | None, out: str, codebook_db: str | None, side_by_side: bool, method: str,
-             seed: int) -> None:
-    """Posterize IMAGE: every pixel replaced by the color of its cluster (in L*a*b*)."""
+def quantize(image: str, k: int | None, out: str, codebook_db: str | None, side_by_side: bool, per_shot: bool,
+             codec: str | None, quiet: bool, method: str, seed: int) -> None:
+    """Posterize IMAGE or VIDEO: every pixel replaced by the color of its cluster (in L*a*b*)."""
     from pathlib import Path
+
+    from cbir.cli_films import film_quantize_command, is_film_source
+
+    if is_film_source(image):
+        if codebook_db or side_by_side:
+            raise click.UsageError("--codebook and --side-by-side take an image, not a video")
+        return film_quantize_command(image, k=k or 8, out=out, per_shot=per_shot, method=method, seed=seed, codec=codec,
+                                     quiet=quiet)
 
     from cbir.images import load_image
     from cbir.posterize import DEFAULT_K, index_codebook, posterize, posterize_with_codebook
@@ -711,3 +736,7 @@ main.add_command(datasets)
 from cbir.cli_duplicates import duplicates as _duplicates  # noqa: E402  (its module imports this one's helpers)
 
 main.add_command(_duplicates)
+
+from cbir.cli_films import shots  # noqa: E402 - registered last: it imports this module's helpers
+
+main.add_command(shots)

@@ -171,6 +171,15 @@ class VideoReader:
         if check:
             self.check_complete()
 
+    def bgr_frames(self) -> Iterator[np.ndarray]:
+        """Every remaining frame as OpenCV decodes it (BGR, full size), without checks: a plain decode loop."""
+        while True:
+            ok, bgr = self._capture.read()
+            if not ok or bgr is None:
+                return
+            self.frames_read += 1
+            yield bgr
+
     def check_complete(self) -> None:
         """Raise unless the frames read so far cover the declared length (call after reading to the end).
 
@@ -230,7 +239,7 @@ class VideoReader:
         out = list(self.frames(step=step, max_side=max_side, check=False))
         if self.frames_read == 0:
             raise BadVideoError(self.path, "no frame could be decoded")
-        if not declared and len(out) > n:  # the length was unknown: thin what was kept
+        if len(out) > n:  # keep n of them, evenly spread
             out = [out[i] for i in np.unique(np.linspace(0, len(out) - 1, n).round().astype(int))]
         return out
 
@@ -274,6 +283,10 @@ class VideoWriter:
     def write(self, rgb: np.ndarray) -> None:
         """Append one frame, shape (H, W, 3) uint8 RGB of the writer's size."""
         self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def write_bgr(self, bgr: np.ndarray) -> None:
+        """Append one frame already in OpenCV's BGR order."""
+        self._writer.write(np.ascontiguousarray(bgr))
 
     def __enter__(self) -> VideoWriter:
         return self
