@@ -737,6 +737,7 @@ from cbir.cli_duplicates import duplicates as _duplicates  # noqa: E402  (its mo
 
 main.add_command(_duplicates)
 
-from cbir.cli_films import shots  # noqa: E402 - registered last: it imports this module's helpers
+# Registered last: cbir.cli_films imports this module's helpers.
+from cbir.cli_films import shots
 
 main.add_command(shots)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cbir.errors import BadInputError, BadVideoError
+from cbir.errors import BadImageError, BadInputError
 from cbir.images import is_image_path, load_image
 from cbir.palette import DEFAULT_METHOD, Palette, extract_palette, grid_subsample
 from cbir.shots import ANALYSIS_SIDE, ShotDetector, frame_signature
@@ -229,10 +229,8 @@ def film_stills(source: str | os.PathLike[str], *, n: int = DEFAULT_SAMPLES, max
         for still in chosen:
             try:
                 out.append(load_image(still, max_side=max_side))
-            except BadVideoError:
-                raise
-            except Exception:  # noqa: BLE001 - one unreadable still does not spoil a folder's palette
-                continue
+            except BadImageError:  # one unreadable still does not spoil a folder's palette
+                pass
         if not out:
             raise BadInputError(f"{source}: none of its images could be read")
         return out

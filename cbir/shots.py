@@ -1,7 +1,7 @@
 """Shot boundaries of a video, found by comparing consecutive frames' color histograms.
 
 Every frame (read at :data:`ANALYSIS_SIDE` pixels) becomes the engine's own
-histogram (:func:`cbir.histogram.histogram`, ``grid2`` layout) over a fixed
+histogram (:func:`cbir.histogram.histogram`, ``global`` layout: motion inside the frame barely moves it) over a fixed
 216-color codebook (a 6-level sRGB grid, assigned in L*a*b*), smoothed across
 neighbouring colors (:func:`cbir.distances.soften`) so a color drifting from one
 bin to the next during a fade changes the histogram gradually. Consecutive frames
@@ -9,17 +9,19 @@ are compared with chi-squared (:func:`cbir.distances.chi2`).
 
 The threshold adapts to the film (twin comparison with robust statistics): over
 the last :data:`WINDOW` frame-to-frame distances inside the shot, a *cut* is a
-distance above ``max(CUT_FLOOR, median + CUT_K * MAD)``; a run of distances above
-the lower ``max(GRADUAL_FLOOR, median + GRADUAL_K * MAD)`` is a candidate fade or
-dissolve, kept when the frames before and after the run are as far apart as a cut
-(``GRADUAL_TOTAL``), and its boundary is put in the middle of the run. Noise and
-motion raise the median and MAD, so they raise the thresholds with them.
+distance above ``max(CUT_FLOOR, median + CUT_K * MAD)`` that carries most of its
+run; a run of distances above the lower ``max(GRADUAL_FLOOR, median + GRADUAL_K * MAD)``
+is a fade or dissolve, with its boundary in the middle of the run (after the
+darkest frames of a fade through black). Either is kept
+only when the frames before and after the run are as far apart as a cut
+(``GRADUAL_TOTAL``), which rules out flashes and passing objects. Noise and motion
+raise the median and MAD, so they raise the thresholds with them.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -33,7 +35,7 @@ from cbir.histogram import histogram
 ANALYSIS_SIDE = 160
 #: Levels per sRGB channel of the fixed codebook (6**3 = 216 colors).
 GRID_LEVELS = 6
-LAYOUT = "grid2"
+LAYOUT = "global"
 #: Lab scale of the cross-color smoothing (about half the distance between neighbouring grid colors).
 SMOOTHING_SIGMA = 12.0
 #: Frame-to-frame distances the running statistics are taken over.
@@ -41,13 +43,17 @@ WINDOW = 48
 CUT_K = 10.0
 CUT_FLOOR = 0.25
 GRADUAL_K = 4.0
-GRADUAL_FLOOR = 0.02
+GRADUAL_FLOOR = 0.005
 #: A gradual transition is kept when the frames on either side are this far apart.
 GRADUAL_TOTAL = 0.25
 #: Frames below the low threshold that may interrupt a transition (the darkest frames of a fade barely change).
 GRADUAL_GAP = 4
 #: A frame where one color holds this share is blank (it does not end a transition).
 BLANK_SHARE = 0.9
+#: Frames a transition may last; a longer run of change is the shot's normal (flicker, a moving camera).
+MAX_RUN = 2 * WINDOW
+#: A frame whose mean L* is below this is dark (the bottom of a fade to black).
+DARK_LIGHTNESS = 12.0
 #: A run of high distances is a cut at its largest when that one carries this share of the run's sum.
 PEAK_SHARE = 0.5
 #: Fewest frames of a shot (a flash or a single odd frame is not a shot).
@@ -68,7 +74,7 @@ def _spread() -> np.ndarray:
 
 
 def frame_signature(rgb: np.ndarray) -> np.ndarray:
-    """The smoothed ``grid2`` histogram shot detection compares, shape (4 * 216,) float64.
+    """The smoothed global histogram shot detection compares, shape (216,) float64.
 
     Parameters
     ----------
@@ -122,21 +128,26 @@ class ShotDetector:
 
     def thresholds(self) -> tuple[float, float]:
         """The current ``(low, high)`` thresholds from the recent distances."""
+        return self._statistics()[1:]
+
+    def _statistics(self) -> tuple[float, float, float]:
+        """``(median, low, high)`` of the recent distances."""
         if len(self._history) < 4:
-            return self.gradual_floor, self.cut_floor
+            return 0.0, self.gradual_floor, self.cut_floor
         recent = np.fromiter(self._history, dtype=np.float64)
         median = float(np.median(recent))
         mad = 1.4826 * float(np.median(np.abs(recent - median)))
-        return max(self.gradual_floor, median + self.gradual_k * mad), max(self.cut_floor, median + self.cut_k * mad)
+        return median, max(self.gradual_floor, median + self.gradual_k * mad), max(self.cut_floor, median + self.cut_k * mad)
 
     def push(self, signature: np.ndarray) -> int | None:
         """Take the next frame's :func:`frame_signature`; return the first frame of a new shot when one is decided.
 
         Every run of distances above the low threshold is a candidate transition,
-        decided :data:`GRADUAL_GAP` quiet frames after it ends: a cut when one distance
-        above the high threshold carries most of the run (the boundary is that frame),
-        a fade or dissolve when the frames before and after the run differ as much as a
-        cut does (the boundary is the middle of the run), else nothing (motion, a flash).
+        decided :data:`GRADUAL_GAP` quiet frames after it ends. When the frames before
+        and after the run differ as much as a cut does (``gradual_total``), it is a cut
+        if one distance above the high threshold carries most of the run (the boundary
+        is that frame), else a fade or dissolve (the boundary is the middle of the run).
+        Otherwise it was motion or a flash, and no boundary.
         """
         self._index += 1
         previous, self._previous = self._previous, signature
@@ -144,11 +155,18 @@ class ShotDetector:
             return None
         distance = float(chi2(previous, signature[None, :])[0])
         self.last_distance = distance
-        low, high = self.thresholds()
+        median, low, high = self._statistics()
         if distance > low:
             if self._run is None:
-                self._run = _Run(start=self._index - 1, before=previous, high=high)
+                self._run = _Run(start=self._index - 1, before=previous, high=high, median=median)
             self._run.extend(self._index, signature, distance)
+            if self._run.end - self._run.start > MAX_RUN:
+                # Change this long is the shot's normal (flicker, camera motion): it sets the thresholds.
+                self._history.extend(self._run.distances)
+                self._run = None
+        if self._run is not None:
+            self._run.note_lightness(self._index, _lightness(signature))
+        if distance > low:
             return None
         self._history.append(distance)
         if self._run is not None and not _is_blank(signature):  # a fade may hold on black (or white) a while
@@ -164,9 +182,16 @@ class ShotDetector:
     def _close_run(self) -> int | None:
         run, self._run = self._run, None
         assert run is not None
+        if float(chi2(run.before, run.after[None, :])[0]) <= self.gradual_total:
+            # The same picture before and after: motion, a flash, a passing object. Its distances are
+            # this shot's normal, so they raise the thresholds.
+            self._history.extend(run.distances)
+            return None
         if run.peak > run.high and run.peak >= PEAK_SHARE * run.total:
             boundary = run.peak_index
-        elif run.end - run.start >= 2 and float(chi2(run.before, run.after[None, :])[0]) > self.gradual_total:
+        elif run.end - run.start >= 2 and run.darkest < DARK_LIGHTNESS:
+            boundary = (run.dark_first + run.dark_last) // 2 + 1  # a fade through black: just after its darkest frames
+        elif run.end - run.start >= 2:
             boundary = (run.start + run.end + 1) // 2
         else:
             return None
@@ -177,10 +202,17 @@ class ShotDetector:
         return boundary
 
 
+def _lightness(signature: np.ndarray) -> float:
+    """Mean L* of a frame, from its signature."""
+    codebook = shot_codebook()
+    shares = signature.reshape(-1, codebook.n_colors).sum(axis=0)
+    return float(shares @ codebook.centers[:, 0]) / max(float(shares.sum()), 1e-12)
+
+
 def _is_blank(signature: np.ndarray) -> bool:
-    """Whether a frame is nearly one color (the black of a fade): one codeword holds most of its pixels."""
+    """Whether a frame is nearly one color or nearly black (the middle of a fade): it does not end a transition."""
     shares = signature.reshape(-1, shot_codebook().n_colors).sum(axis=0)
-    return float(shares.max()) > BLANK_SHARE
+    return float(shares.max()) > BLANK_SHARE or _lightness(signature) < DARK_LIGHTNESS
 
 
 @dataclass
@@ -190,16 +222,28 @@ class _Run:
     start: int  # the last frame before the run
     before: np.ndarray
     high: float  # the high threshold when the run began
+    median: float  # and the median distance
     end: int = 0
     after: np.ndarray | None = None
     total: float = 0.0
     peak: float = 0.0
     peak_index: int = 0
     quiet: int = 0
+    darkest: float = np.inf
+    dark_first: int = 0
+    dark_last: int = 0
+    distances: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_RUN + 1))
+
+    def note_lightness(self, index: int, lightness: float) -> None:
+        if lightness < self.darkest - 0.5:
+            self.darkest, self.dark_first, self.dark_last = lightness, index, index
+        elif lightness <= self.darkest + 0.5:
+            self.dark_last = index
 
     def extend(self, index: int, signature: np.ndarray, distance: float) -> None:
         self.end, self.after, self.quiet = index, signature, 0
-        self.total += distance
+        self.distances.append(distance)
+        self.total += max(0.0, distance - self.median)  # what the run adds to the shot's usual change
         if distance > self.peak:
             self.peak, self.peak_index = distance, index
 
@@ -217,7 +261,7 @@ class Boundaries:
         return list(zip(self.starts, ends))
 
 
-def detect_boundaries(frames: "np.ndarray | list[np.ndarray]", **options: float) -> Boundaries:
+def detect_boundaries(frames: np.ndarray | list[np.ndarray], **options: float) -> Boundaries:
     """Shot boundaries of frames held in memory (tests, short clips); :func:`cbir.films.film_shots` streams a file.
 
     Parameters

@@ -155,7 +155,7 @@ def posterize_video(
 
 def distinct_colors(rgb: np.ndarray) -> int:
     """Number of distinct colors in a uint8 RGB frame (H, W, 3)."""
-    return int(len(np.unique(pack_rgb(rgb))))
+    return len(np.unique(pack_rgb(rgb)))
 
 
 def decode_encode_seconds(source: str | os.PathLike[str], out: str | os.PathLike[str], *, codec: str | None = None) -> tuple[int, float]:

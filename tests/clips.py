@@ -17,21 +17,26 @@ SCENES = [
 ]
 
 
-def scene_frame(scene: int, t: int, *, width: int = 160, height: int = 120, seed: int = 0) -> np.ndarray:
-    """Frame ``t`` of a scene: a shaded background, a moving rectangle, sensor-like noise; uint8 RGB (H, W, 3)."""
+def scene_frame(scene: int, t: int, *, width: int = 160, height: int = 120, seed: int = 0, speed: float = 1.0,
+                noise: float = 6.0) -> np.ndarray:
+    """Frame ``t`` of a scene: a shaded background, a moving rectangle, sensor-like noise; uint8 RGB (H, W, 3).
+
+    ``speed`` scales the motion (at 4 the rectangle crosses the frame in about a second), ``noise`` is the grain's sigma.
+    """
     background, thing = (np.array(c, dtype=np.float32) for c in SCENES[scene % len(SCENES)])
     shade = np.linspace(0.75, 1.15, width, dtype=np.float32)[None, :, None]
     frame = np.broadcast_to(background * shade, (height, width, 3)).copy()
-    size = width // 4
-    x = int((width - size) * (0.5 + 0.45 * np.sin(t / 9.0 + scene)))
-    y = int((height - size) * (0.5 + 0.45 * np.cos(t / 13.0 + scene)))
+    size = width // 4 if speed <= 1 else width // 3
+    x = int((width - size) * (0.5 + 0.45 * np.sin(speed * t / 9.0 + scene)))
+    y = int((height - size) * (0.5 + 0.45 * np.cos(speed * t / 13.0 + scene)))
     frame[y : y + size, x : x + size] = thing
     rng = np.random.default_rng([seed, scene, t])
-    frame += rng.normal(0.0, 6.0, frame.shape).astype(np.float32)
+    frame += rng.normal(0.0, noise, frame.shape).astype(np.float32)
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def make_clip(plan: list[tuple[str, int]], *, width: int = 160, height: int = 120, seed: int = 0) -> tuple[list[np.ndarray], list[int]]:
+def make_clip(plan: list[tuple[str, int]], *, width: int = 160, height: int = 120, seed: int = 0, speed: float = 1.0,
+              noise: float = 6.0) -> tuple[list[np.ndarray], list[int]]:
     """Frames of a clip and the true first frame of every scene after the first.
 
     ``plan`` is a list of steps: ``("scene", n)`` shows the next scene for n frames;
@@ -46,7 +51,7 @@ def make_clip(plan: list[tuple[str, int]], *, width: int = 160, height: int = 12
     def shot(n: int) -> None:
         nonlocal t
         for _ in range(n):
-            frames.append(scene_frame(scene, t, width=width, height=height, seed=seed))
+            frames.append(scene_frame(scene, t, width=width, height=height, seed=seed, speed=speed, noise=noise))
             t += 1
 
     for kind, n in plan:
@@ -57,20 +62,19 @@ def make_clip(plan: list[tuple[str, int]], *, width: int = 160, height: int = 12
             starts.append(len(frames))
         elif kind == "fade":
             for i in range(n):
-                frames.append((scene_frame(scene, t, width=width, height=height, seed=seed) * (1 - (i + 1) / n)).astype(np.uint8))
-                t += 1
+                frames.append((scene_frame(scene, t + i, width=width, height=height, seed=seed, speed=speed, noise=noise) * (1 - (i + 1) / n)).astype(np.uint8))
             scene, t = scene + 1, 0
             starts.append(len(frames))
             for i in range(n):
-                frames.append((scene_frame(scene, t, width=width, height=height, seed=seed) * ((i + 1) / n)).astype(np.uint8))
+                frames.append((scene_frame(scene, t, width=width, height=height, seed=seed, speed=speed, noise=noise) * ((i + 1) / n)).astype(np.uint8))
                 t += 1
         elif kind == "dissolve":
             old = scene
             starts.append(len(frames) + n // 2)
             for i in range(n):
                 alpha = (i + 1) / (n + 1)
-                a = scene_frame(old, t, width=width, height=height, seed=seed).astype(np.float32)
-                b = scene_frame(old + 1, i, width=width, height=height, seed=seed).astype(np.float32)
+                a = scene_frame(old, t, width=width, height=height, seed=seed, speed=speed, noise=noise).astype(np.float32)
+                b = scene_frame(old + 1, i, width=width, height=height, seed=seed, speed=speed, noise=noise).astype(np.float32)
                 frames.append(np.clip(a * (1 - alpha) + b * alpha, 0, 255).astype(np.uint8))
                 t += 1
             scene, t = old + 1, n
