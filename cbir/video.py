@@ -220,7 +220,7 @@ class VideoReader:
         Raises
         ------
         BadVideoError
-            If no frame decodes.
+            If no frame decodes, or the video is truncated (a sampled frame is missing).
         """
         if n < 1:
             raise BadInputError(f"the number of sampled frames must be at least 1, got {n}")
@@ -230,15 +230,12 @@ class VideoReader:
             for index in np.unique(np.linspace(0, declared - 1, n).round().astype(int)):
                 self._capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
                 ok, bgr = self._capture.read()
-                if ok and bgr is not None:
-                    out.append((int(index), cv2.cvtColor(downscale(bgr, max_side), cv2.COLOR_BGR2RGB)))
-            if not out:
-                raise BadVideoError(self.path, "no frame could be decoded")
+                if not ok or bgr is None:
+                    raise BadVideoError(self.path, f"truncated or damaged: no frame {index} of the {declared} frames it declares")
+                out.append((int(index), cv2.cvtColor(downscale(bgr, max_side), cv2.COLOR_BGR2RGB)))
             return out
         step = max(1, declared // n) if declared else 1
-        out = list(self.frames(step=step, max_side=max_side, check=False))
-        if self.frames_read == 0:
-            raise BadVideoError(self.path, "no frame could be decoded")
+        out = list(self.frames(step=step, max_side=max_side))
         if len(out) > n:  # keep n of them, evenly spread
             out = [out[i] for i in np.unique(np.linspace(0, len(out) - 1, n).round().astype(int))]
         return out
