@@ -15,6 +15,14 @@ import click
 from cbir.cli import _note, _tqdm, emit_json, handle_errors
 
 
+def quiet_video_decoder() -> None:
+    """Keep FFmpeg's and OpenCV's own warnings about damaged files off stderr: cbir names the file and the fault itself."""
+    import cv2
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when the FFmpeg backend first opens a file
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def is_film_source(source: str) -> bool:
     """Whether ``cbir palette``/``quantize`` should treat SOURCE as a film: a video file or a folder."""
     from cbir.video import is_video_path
@@ -64,6 +72,7 @@ def _sheet(shots: Any, out: str, *, columns: int) -> None:
 @handle_errors
 def shots(video: str, k: int, sheet: str | None, columns: int, seed: int, as_json: bool, quiet: bool) -> None:
     """Split VIDEO into shots (cuts, fades, dissolves), each with its keyframe time and palette."""
+    quiet_video_decoder()
     from cbir.films import film_shots
     from cbir.filmstrips import timestamp
 
@@ -89,6 +98,7 @@ def film_palette_command(source: str, *, k: int, method: str, sort: str, seed: i
     from cbir.filmstrips import frame_color
     from cbir.swatches import palette_strip, save_image
 
+    quiet_video_decoder()
     stills = film_stills(source, n=frames)
     found = film_palette(stills, k=k, method=method, sort=sort, seed=seed)
     _note(found.note)
@@ -136,6 +146,7 @@ def film_quantize_command(source: str, *, k: int, out: str, per_shot: bool, meth
 
     if os.path.isdir(source):
         raise BadInputError(f"{source}: a folder; quantize takes one image or one video")
+    quiet_video_decoder()
     _note("the audio track is not copied")
     with _FrameBar("posterizing", quiet=quiet) as bar:
         result = posterize_video(source, out, k=k, per_shot=per_shot, method=method, seed=seed, codec=codec, progress=bar)
