@@ -24,7 +24,7 @@ from cbir.errors import BadImageError, BadInputError
 from cbir.images import is_image_path, load_image
 from cbir.palette import DEFAULT_METHOD, Palette, extract_palette, grid_subsample
 from cbir.shots import ANALYSIS_SIDE, ShotDetector, frame_signature
-from cbir.video import VideoInfo, VideoReader, downscale, is_video_path
+from cbir.video import VideoInfo, VideoReader, bgr_to_rgb, downscale, is_video_path
 
 #: Longer side of the frames kept for keyframes, palettes and contact sheets.
 KEYFRAME_SIDE = 320
@@ -164,18 +164,19 @@ def film_shots(
         info = reader.info
         shots: list[Shot] = []
         current = _ShotFrames(0)
-        for index, rgb in reader.frames(max_side=KEYFRAME_SIDE):
-            if current.wants(index):
-                current.add(index, rgb)
-            found = detector.push(frame_signature(downscale(rgb, ANALYSIS_SIDE)))
+        for index, bgr in enumerate(reader.bgr_frames()):
+            # Detection looks at the frame's own pixels on a grid (no averaging: cheap at 1080p); only
+            # the frames a shot keeps are scaled down properly.
+            found = detector.push(frame_signature(bgr_to_rgb(downscale(bgr, ANALYSIS_SIDE, sample=True))))
             if found is not None:
                 following = current.split(found)
                 shots.append(current.shot(found, palette_k=palette_k, seed=seed))
                 current = following
-                if not current.items or current.items[-1][0] != index:
-                    current.add(index, rgb)
+            if current.wants(index) or not current.items:
+                current.add(index, bgr_to_rgb(downscale(bgr, KEYFRAME_SIDE)))
             if progress is not None and index % 16 == 0:
                 progress(index + 1, info.frames)
+        reader.check_complete()
         frames = reader.frames_read
         found = detector.finish()
         if found is not None:

@@ -50,14 +50,23 @@ def split_frame_path(path: str) -> tuple[str, float] | None:
     return match["video"], float(match["time"])
 
 
-def downscale(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
-    """``rgb`` resized (area averaging) so its longer side is at most ``max_side``; unchanged when smaller."""
+def downscale(rgb: np.ndarray, max_side: int | None, *, sample: bool = False) -> np.ndarray:
+    """``rgb`` resized so its longer side is at most ``max_side``; unchanged when smaller.
+
+    Area averaging by default; with ``sample``, nearest-neighbour: the frame's own pixel
+    colors on a regular grid, about a hundred times cheaper on a 1080p frame.
+    """
     height, width = rgb.shape[:2]
     if max_side is None or max(height, width) <= max_side:
         return rgb
     scale = max_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_NEAREST if sample else cv2.INTER_AREA)
+
+
+def bgr_to_rgb(bgr: np.ndarray) -> np.ndarray:
+    """An OpenCV BGR frame as RGB (a new array)."""
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 @dataclass(frozen=True)
