@@ -211,6 +211,10 @@ def index(folder: str | None, db: str, n_colors: int | None, layout: str | None,
         f"({report.seconds:.1f} s; {report.n_colors} colors, {report.layout} layout{projected})",
         err=True,
     )
+    if report.videos:
+        v = report.videos
+        click.echo(f"{v['videos']} videos: {v['added']} added, {v['updated']} updated, {v['unchanged']} unchanged "
+                   f"({v['shots']} shot keyframes written, {v['removed']} old rows removed)", err=True)
     if report.failed:
         click.echo("skipped:", err=True)
         for failure in report.failed[:20]:
@@ -252,6 +256,7 @@ def search(image: str | None, db: str, colors_text: str | None, k: int, metric: 
         else:
             results = searcher.search_image(image, k=k, metric=metric, method=method)
         approximate = method == "ann" or (method == "auto" and searcher.store.count() >= APPROX_MIN_SIZE)
+        frames = searcher.store.video_frames(r.id for r in results)  # results that are shots of a video
     finally:
         searcher.store.close()
     if searcher.note:
@@ -261,8 +266,12 @@ def search(image: str | None, db: str, colors_text: str | None, k: int, metric: 
                    f"compact candidates re-ranked by {metric}") + "); --exact ranks exactly", err=True)
     if as_json:
         query = f"colors:{format_colors(colors)}" if colors is not None else os.path.abspath(str(image))
+        documents = [r.to_dict() for r in results]
+        for document in documents:
+            if document["id"] in frames:
+                document["video"] = frames[document["id"]].to_dict()
         emit_json({"query": query, "metric": metric, "approximate": approximate and not searcher.note,
-                   "note": searcher.note, "results": [r.to_dict() for r in results]})
+                   "note": searcher.note, "results": documents})
         return
     width = len(str(len(results)))
     for result in results:

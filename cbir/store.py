@@ -118,6 +118,17 @@ class RootRow(Base):
     added_at: Mapped[dt.datetime] = mapped_column()
 
 
+class VideoFrameRow(Base):
+    """Marks an image row as the keyframe of a video's shot (its path is ``video#t=SECONDS``)."""
+
+    __tablename__ = "video_frames"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    video: Mapped[str] = mapped_column(Text, index=True)
+    seconds: Mapped[float] = mapped_column(Float)
+    shot_start: Mapped[float] = mapped_column(Float)
+    shot_end: Mapped[float] = mapped_column(Float)
+
+
 class MetaRow(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -160,6 +171,31 @@ class ImageRecord:
     histogram: np.ndarray
     #: Compact vector (m,) under the projection named in :meth:`Store.write_batch`, or None.
     vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """One shot of an indexed video: its keyframe's row and times in seconds."""
+
+    image_id: int
+    video: str
+    seconds: float
+    shot_start: float
+    shot_end: float
+
+    def to_dict(self) -> dict:
+        """``{"path", "time", "shot_start", "shot_end"}``: the video and the times in seconds."""
+        return {"path": self.video, "time": self.seconds, "shot_start": self.shot_start, "shot_end": self.shot_end}
+
+
+@dataclass(frozen=True)
+class VideoState:
+    """What the store knows of an indexed video: size and mtime when its shots were indexed, and their rows."""
+
+    path: str
+    size: int
+    mtime: float
+    ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -773,6 +809,90 @@ class Store:
                     .values(value=cast(cast(MetaRow.value, Integer) + 1, Text))
                 )
 
+    # --- videos (one row per shot keyframe) -----------------------------------------
+    def _has_video_table(self) -> bool:
+        with self.engine.connect() as conn:  # an index made before videos were indexed has none until written
+            return inspect(conn).has_table(VideoFrameRow.__tablename__)
+
+    def video_states(self, *, under: str | None = None) -> dict[str, VideoState]:
+        """Video path -> state of every indexed video (only those inside folder ``under`` if given)."""
+        if not self._has_video_table():
+            return {}
+        query = (
+            select(VideoFrameRow.video, ImageRow.id, ImageRow.size, ImageRow.mtime)
+            .join(ImageRow, ImageRow.id == VideoFrameRow.image_id)
+            .order_by(VideoFrameRow.video, ImageRow.id)
+        )
+        if under is not None:
+            query = query.where(_inside(VideoFrameRow.video, under))
+        found: dict[str, list] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(query):
+                found.setdefault(r.video, [r.size, r.mtime, []])[2].append(r.id)
+        return {path: VideoState(path, size, mtime, tuple(ids)) for path, (size, mtime, ids) in found.items()}
+
+    def video_frames(self, ids: Iterable[int]) -> dict[int, VideoFrame]:
+        """Id -> :class:`VideoFrame` for the given ids that are video keyframes (others are left out)."""
+        wanted = [int(i) for i in ids]
+        if not wanted or not self._has_video_table():
+            return {}
+        out: dict[int, VideoFrame] = {}
+        for start in range(0, len(wanted), 500):
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(VideoFrameRow).where(VideoFrameRow.image_id.in_(wanted[start : start + 500])))
+                out.update({r.image_id: VideoFrame(r.image_id, r.video, r.seconds, r.shot_start, r.shot_end) for r in rows})
+        return out
+
+    def replace_video(
+        self,
+        video: str,
+        *,
+        codebook_id: int,
+        shots: Sequence[tuple[ImageRecord, float, float, float]] = (),
+        failure: Failure | None = None,
+    ) -> int:
+        """Replace every row of a video, in one transaction: a changed video is re-indexed as a whole.
+
+        Parameters
+        ----------
+        video : str
+            The video's path.
+        shots : sequence of (record, keyframe seconds, shot start, shot end)
+            One keyframe row per shot (``record.path`` is ``video#t=SECONDS``); empty to remove the video.
+        failure : Failure, optional
+            Record the video as unreadable (its old rows are removed).
+
+        Returns
+        -------
+        int
+            The number of old rows removed.
+        """
+        now = _now()
+        with self.engine.begin() as conn:
+            old = [r.image_id for r in conn.execute(select(VideoFrameRow.image_id).where(VideoFrameRow.video == video))]
+            for start in range(0, len(old), 500):
+                chunk = old[start : start + 500]
+                conn.execute(delete(VideoFrameRow).where(VideoFrameRow.image_id.in_(chunk)))
+                conn.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
+            conn.execute(delete(FailureRow).where(FailureRow.path == video))
+            for record, seconds, shot_start, shot_end in shots:
+                result = conn.execute(insert(ImageRow).values(**_image_values(record, codebook_id, now, None)))
+                conn.execute(insert(VideoFrameRow).values(
+                    image_id=int(result.inserted_primary_key[0]),  # type: ignore[index]
+                    video=video, seconds=seconds, shot_start=shot_start, shot_end=shot_end,
+                ))
+            if failure is not None:
+                conn.execute(insert(FailureRow).values(
+                    path=failure.path, size=failure.size, mtime=failure.mtime, reason=failure.reason, failed_at=now
+                ))
+            if old or shots:
+                conn.execute(
+                    update(MetaRow)
+                    .where(MetaRow.key == "generation")
+                    .values(value=cast(cast(MetaRow.value, Integer) + 1, Text))
+                )
+        return len(old)
+
     def remove_failures(self, paths: Sequence[str]) -> None:
         """Forget failures of files that no longer exist."""
         with self.engine.begin() as conn:
@@ -848,5 +968,7 @@ __all__ = [
     "ImageRecord",
     "Store",
     "StoreError",
+    "VideoFrame",
+    "VideoState",
     "resolve_url",
 ]

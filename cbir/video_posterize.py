@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -132,6 +133,16 @@ def posterize_video(
             sampled = [rgb for _, rgb in reader.sample(PALETTE_SAMPLES, max_side=PALETTE_SIDE)]
         palettes = (film_palette(sampled, k=k, method=method, seed=seed),)
         starts = [0]
+    try:
+        written = _write(source, out, palettes, starts, fourcc, progress)
+    except BaseException:
+        Path(out).unlink(missing_ok=True)  # no half-written video left behind
+        raise
+    return PosterizedVideo(os.fspath(out), written, time.perf_counter() - started, palettes, fourcc)
+
+
+def _write(source: str | os.PathLike[str], out: str | os.PathLike[str], palettes: tuple[Palette, ...], starts: list[int],
+           fourcc: str, progress: Progress | None) -> int:
     written = 0
     with VideoReader(source) as reader:
         size = (reader.info.width, reader.info.height)
@@ -150,7 +161,7 @@ def posterize_video(
                     progress(written, reader.info.frames)
     if progress is not None:
         progress(written, written)
-    return PosterizedVideo(os.fspath(out), written, time.perf_counter() - started, palettes, fourcc)
+    return written
 
 
 def distinct_colors(rgb: np.ndarray) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +20,8 @@ class FoundFile:
     mtime: float
 
 
-def scan(folder: str | os.PathLike[str]) -> tuple[list[FoundFile], list[Failure]]:
-    """Every image file under ``folder``, recursively, sorted by path.
+def scan(folder: str | os.PathLike[str], *, accept: Callable[[str], bool] = is_image_path) -> tuple[list[FoundFile], list[Failure]]:
+    """Every image file (or, with ``accept``, other file) under ``folder``, recursively, sorted by path.
 
     Symlinked folders are followed once (a loop is visited once); entries that
     cannot be listed or stat'ed are returned as failures with the reason.
@@ -51,7 +52,7 @@ def scan(folder: str | os.PathLike[str]) -> tuple[list[FoundFile], list[Failure]
         seen_dirs.add(key)
         dirnames.sort()
         for name in filenames:
-            if not is_image_path(name):
+            if not accept(name):
                 continue
             path = os.path.join(dirpath, name)
             try:

@@ -12,6 +12,7 @@ and the next run resumes where this one stopped.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -28,10 +29,12 @@ from cbir.histogram import DEFAULT_LAYOUT, parse_layout
 from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
 from cbir.projection import Projection, project, stored_projection
 from cbir.store import Failure, FileState, ImageRecord, Store, as_stored
+from cbir.video import is_video_path
 from indexer.extract import Extractor, Outcome
 from indexer.project import update_vectors
 from indexer.roots import DEFAULT_MAX_REMOVAL_SHARE, adopt_legacy_root, check_removals, root_path
 from indexer.scan import FoundFile, scan
+from indexer.videos import sync_videos, video_samples
 
 #: Rows per transaction; also committed at least every COMMIT_SECONDS.
 BATCH_SIZE = 500
@@ -60,6 +63,8 @@ class IndexReport:
     phases: dict[str, float] = field(default_factory=dict)
     #: What the projection pass did (:class:`indexer.project.VectorReport` as a dict).
     vectors: dict = field(default_factory=dict)
+    #: Video files (one row per shot keyframe): found, added, updated, unchanged, removed rows, shots written.
+    videos: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "failed"}
@@ -69,7 +74,7 @@ class IndexReport:
 
 def _codebook(
     store: Store, files: list[FoundFile], extractor: Extractor, *, n_colors: int | None, layout: str | None, seed: int,
-    max_side: int, max_pixels: int,
+    max_side: int, max_pixels: int, videos: list[FoundFile] = (),  # type: ignore[assignment]
 ) -> tuple[int, Codebook, str, str | None]:
     existing = store.codebook()
     if existing is not None:
@@ -91,7 +96,9 @@ def _codebook(
     chosen = sorted(rng.choice(len(files), size=min(MAX_SAMPLE_IMAGES, len(files)), replace=False))
     samples = extractor.samples(
         [files[i].path for i in chosen], n=PIXELS_PER_IMAGE, seed=seed, max_side=min(max_side, 256), max_pixels=max_pixels
-    )
+    ) if files else iter(())
+    if videos:  # a few frames of each video join the sample
+        samples = itertools.chain(samples, video_samples([v.path for v in videos], n=PIXELS_PER_IMAGE * 4, seed=seed))
     codebook, note = codebook_from_pixels(samples, n_colors=n_colors or DEFAULT_N_COLORS, seed=seed)
     # Histograms are only comparable when made at the same resolution: it belongs to the index.
     codebook.params["max_side"] = max_side
@@ -169,11 +176,15 @@ def index_folder(
     clock = _PhaseClock()
     with store.writer_lock():
         files, problems = scan(root)
-        report = IndexReport(scanned=len(files), failed=list(problems))
+        videos, video_problems = scan(root, accept=is_video_path)
+        report = IndexReport(scanned=len(files), failed=list(problems) + list(video_problems))
         top = root_path(root)
-        states = store.file_states(under=top)  # rows of other roots are none of this run's business
+        video_states = store.video_states(under=top)
+        video_rows = {i for state in video_states.values() for i in state.ids}
+        # rows of other roots are none of this run's business; a video's shot rows are synced by sync_videos
+        states = {path: state for path, state in store.file_states(under=top).items() if state.id not in video_rows}
         old_failures = store.failure_states(under=top)
-        on_disk = {f.path for f in files}
+        on_disk = {f.path for f in files} | {v.path for v in videos}
 
         todo: list[FoundFile] = []
         for found in files:
@@ -186,14 +197,16 @@ def index_folder(
             else:
                 todo.append(found)
 
-        if not files and (store.codebook() is None or not states):
+        if not files and not videos and (store.codebook() is None or not (states or video_states)):
             raise BadInputError(f"{folder}: no image files found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
         clock.lap("scan")
         # Keyed by content, but every row on its own: identical copies are removed (or reused) one by one.
         vanished: dict[str, list[FileState]] = {}
         for path in sorted(set(states) - on_disk):
             vanished.setdefault(states[path].content_hash, []).append(states[path])
-        check_removals(folder, found=len(files), indexed=len(states), gone=sorted(set(states) - on_disk),
+        gone_videos = sorted(set(video_states) - on_disk)
+        check_removals(folder, found=len(files) + len(videos), indexed=len(states) + len(video_states),
+                       gone=sorted(set(states) - on_disk) + gone_videos,
                        prune=prune, max_share=max_removal_share)  # before anything is written
         adopt_legacy_root(store)
         store.add_root(top)
@@ -202,7 +215,7 @@ def index_folder(
         with make(frozenset(vanished) | frozenset(changed)) as extractor:
             codebook_id, codebook, layout, note = _codebook(
                 store, files, extractor, n_colors=n_colors, layout=layout, seed=seed, max_side=max_side,
-                max_pixels=max_pixels,
+                max_pixels=max_pixels, videos=videos,
             )
             report.codebook_note, report.n_colors, report.layout = note, codebook.n_colors, layout
             clock.lap("codebook")
@@ -221,6 +234,10 @@ def index_folder(
         writer.removed.extend(left)
         report.removed += len(left)
         writer.flush()
+        found_videos = sync_videos(videos, store, codebook_id=codebook_id, descriptor=descriptor, failed=report.failed,
+                                   under=top)
+        if videos or found_videos.removed:
+            report.videos = dict(found_videos.__dict__)
         gone_failures = [path for path in old_failures if path not in on_disk]
         if gone_failures:
             store.remove_failures(gone_failures)

@@ -44,12 +44,14 @@ from cbir.color_query import MAX_QUERY_COLORS, parse_hex, to_hex
 from cbir.descriptor import Descriptor
 from cbir.distances import COMPACT, SEARCH_METRICS
 from cbir.errors import BadImageError, BadInputError, CbirError, StoreError
+from cbir.filmstrips import timestamp
 from cbir.palette import area_shares, palette_from_histogram
-from cbir.store import histogram_from_bytes
+from cbir.store import VideoFrame, histogram_from_bytes
+from cbir.video import split_frame_path
 from search import http_collection
 from search.searcher import Searcher
 from search.sync_api import add_sync_route
-from search.thumbnails import DEFAULT_CACHE_BYTES, DEFAULT_THUMBNAIL_SIZE, Thumbnails
+from search.thumbnails import DEFAULT_CACHE_BYTES, DEFAULT_THUMBNAIL_SIZE, Thumbnails, make_thumbnail
 
 DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
 #: Uploads with more pixels are refused before decoding (a 20 MB PNG can hold far more).
@@ -88,6 +90,13 @@ class PaletteColor(BaseModel):
     proportion: float
 
 
+class VideoShot(BaseModel):
+    path: str = Field(description="the video file")
+    time: float = Field(description="seconds into the video of the shot's keyframe")
+    shot_start: float
+    shot_end: float
+
+
 class SearchResult(BaseModel):
     rank: int
     id: int
@@ -97,6 +106,7 @@ class SearchResult(BaseModel):
     thumbnail: str
     image: str
     palette: list[PaletteColor]
+    video: VideoShot | None = Field(default=None, description="set when the result is the keyframe of a video's shot")
 
 
 class QueryEcho(BaseModel):
@@ -185,6 +195,7 @@ class _Service:
         with self.lock:
             results = self.searcher.search_histogram(histogram, k=k, metric=metric)
         stored = self._histograms([r.id for r in results])
+        frames = self.searcher.store.video_frames(r.id for r in results)  # shots of indexed videos
         return {
             "query": {"kind": kind, "label": label, "palette": self.palette(histogram, shares=shares, path=path)},
             "metric": metric,
@@ -194,12 +205,13 @@ class _Service:
                 {
                     "rank": result.rank,
                     "id": result.id,
-                    "name": os.path.basename(result.path),
+                    "name": _display_name(result.path, frames.get(result.id)),
                     "path": result.path,
                     "distance": result.distance,
                     "thumbnail": f"/api/images/{result.id}/thumbnail",
                     "image": f"/api/images/{result.id}",
                     "palette": self.palette(stored[result.id], path=result.path),
+                    **({"video": frames[result.id].to_dict()} if result.id in frames else {}),
                 }
                 for result in results
                 if result.id in stored  # else removed by an index run since the search
@@ -275,6 +287,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 # --- the app --------------------------------------------------------------------------
+def _display_name(path: str, frame: VideoFrame | None) -> str:
+    """A result's file name; for a video's shot, the video's name and the keyframe's time."""
+    if frame is None:
+        return os.path.basename(path)
+    return f"{os.path.basename(frame.video)} at {timestamp(frame.seconds)}"
+
+
 def create_app(
     db: str | os.PathLike[str],
     *,
@@ -430,6 +449,11 @@ def create_app(
              response_class=FileResponse, responses={200: {"content": {"image/*": {}}}, 404: {}})
     def original(service: ServiceDep, image_id: str) -> Response:
         row = service.row(image_id)
+        if split_frame_path(row.path) is not None:  # a video's keyframe: that frame, as a JPEG
+            try:
+                return Response(make_thumbnail(row.path, size=100_000, quality=90), media_type="image/jpeg")
+            except BadImageError as exc:
+                raise HTTPException(404, f"image {row.id} is a frame of a video that cannot be read: {exc.reason}") from None
         if not os.path.isfile(row.path):
             raise HTTPException(404, f"image {row.id} is indexed but its file is gone")
         media_type = mimetypes.guess_type(row.path)[0] or "application/octet-stream"

@@ -15,6 +15,7 @@ from PIL import Image
 
 from cbir.errors import BadInputError
 from cbir.images import load_image
+from cbir.video import VideoReader, split_frame_path
 
 DEFAULT_THUMBNAIL_SIZE = 256
 DEFAULT_CACHE_BYTES = 64_000_000
@@ -26,7 +27,7 @@ def make_thumbnail(path: str | os.PathLike[str], *, size: int = DEFAULT_THUMBNAI
     Parameters
     ----------
     path : path
-        An image file.
+        An image file, or ``video#t=SECONDS`` for a frame of an indexed video.
     size : int
         Longer side in pixels (smaller images keep their size).
     quality : int
@@ -48,7 +49,12 @@ def make_thumbnail(path: str | os.PathLike[str], *, size: int = DEFAULT_THUMBNAI
         raise BadInputError(f"thumbnail size must be at least 1 pixel, got {size}")
     if not 1 <= quality <= 95:
         raise BadInputError(f"JPEG quality must be in 1..95, got {quality}")
-    rgb = load_image(path, max_side=size)
+    frame = split_frame_path(os.fspath(path))
+    if frame is not None:  # the keyframe of a video's shot: that frame of the video
+        with VideoReader(frame[0]) as reader:
+            rgb = reader.frame_at(frame[1], max_side=size)
+    else:
+        rgb = load_image(path, max_side=size)
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
