@@ -158,7 +158,7 @@ class ShotDetector:
         median, low, high = self._statistics()
         if distance > low:
             if self._run is None:
-                self._run = _Run(start=self._index - 1, before=previous, high=high, median=median)
+                self._run = _Run(start=self._index - 1, before=previous, after=signature, high=high, median=median)
             self._run.extend(self._index, signature, distance)
             if self._run.end - self._run.start > MAX_RUN:
                 # Change this long is the shot's normal (flicker, camera motion): it sets the thresholds.
@@ -221,10 +221,10 @@ class _Run:
 
     start: int  # the last frame before the run
     before: np.ndarray
+    after: np.ndarray  # the run's last frame
     high: float  # the high threshold when the run began
     median: float  # and the median distance
     end: int = 0
-    after: np.ndarray | None = None
     total: float = 0.0
     peak: float = 0.0
     peak_index: int = 0

@@ -281,7 +281,7 @@ class VideoWriter:
         self.path = os.fspath(path)
         self.fourcc = writer_fourcc(self.path, codec)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self.fourcc), fps, size)
+        self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter.fourcc(*self.fourcc), fps, size)
         if not self._writer.isOpened():
             raise BadInputError(f"{self.path}: OpenCV cannot write {self.fourcc!r} video here; try .avi or .mkv (FFV1)")
         self.size = size
