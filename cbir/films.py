@@ -120,6 +120,8 @@ class _ShotFrames:
         if not self.items:
             raise BadInputError(f"shot {self.start}..{end} kept no frame")
         keyframe, image = min(self.items, key=lambda item: abs(item[0] - middle))
+        if palette_k == 0:
+            return Shot(self.start, end, keyframe, image, Palette(colors=()))
         pixels = grid_subsample(np.concatenate([f for _, f in self.items], axis=0), SHOT_PALETTE_PIXELS)
         # One thread: BLAS/OpenMP threads for a clustering this small only contend with the decoder.
         with threadpool_limits(limits=1):
@@ -142,7 +144,7 @@ def film_shots(
     path : path
         A video file.
     palette_k : int
-        Colors per shot palette.
+        Colors per shot palette; 0 for none (an empty palette).
     seed : int
         Seeds the palettes' clustering.
     progress : callable(done, total), optional

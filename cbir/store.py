@@ -319,6 +319,7 @@ class Store:
     def __init__(self, db: str | os.PathLike[str] = DEFAULT_DB, *, create: bool = False) -> None:
         self.url = resolve_url(db)
         self.display = os.fspath(db)
+        self._video_table = False  # whether the video_frames table is known to exist
         if is_sqlite(self.url):
             file = Path(self.url.removeprefix("sqlite:///"))
             self.path: Path | None = file
@@ -811,8 +812,11 @@ class Store:
 
     # --- videos (one row per shot keyframe) -----------------------------------------
     def _has_video_table(self) -> bool:
+        if self._video_table:
+            return True
         with self.engine.connect() as conn:  # an index made before videos were indexed has none until written
-            return inspect(conn).has_table(VideoFrameRow.__tablename__)
+            self._video_table = inspect(conn).has_table(VideoFrameRow.__tablename__)
+        return self._video_table
 
     def video_states(self, *, under: str | None = None) -> dict[str, VideoState]:
         """Video path -> state of every indexed video (only those inside folder ``under`` if given)."""

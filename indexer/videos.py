@@ -103,7 +103,7 @@ def sync_videos(
         if progress is not None:
             progress(found.path)
         try:
-            shots = film_shots(found.path, palette_k=1)
+            shots = film_shots(found.path, palette_k=0)  # keyframes only: the index keeps histograms
         except BadImageError as exc:
             failure = Failure(found.path, found.size, found.mtime, exc.reason)
             failed.append(failure)
