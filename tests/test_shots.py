@@ -99,3 +99,15 @@ def test_bad_frame_is_a_named_error():
 
     with pytest.raises(BadInputError, match="expected"):
         frame_signature(np.zeros((4, 4), np.uint8))
+
+
+def test_signature_is_the_engines_softened_histogram():
+    from cbir.distances import soft_similarity, soften
+    from cbir.histogram import histogram
+    from cbir.shots import LAYOUT, SMOOTHING_SIGMA
+
+    frame = scene_frame(2, 5)
+    codebook = shot_codebook()
+    expected = soften(histogram(codebook.quantize(frame), codebook.n_colors, layout=LAYOUT),
+                      soft_similarity(codebook.centers, sigma=SMOOTHING_SIGMA), power=1.0)
+    np.testing.assert_allclose(frame_signature(frame), expected, atol=1e-12)
