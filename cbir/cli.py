@@ -406,7 +406,7 @@ def palette(image: str, k: int, method: str, sort: str, seed: int, out: str | No
 
 @main.command()
 @click.argument("image", type=str)
-@click.option("-k", "k", type=click.IntRange(1, 256), default=None, help="Number of colors [default: 16].")
+@click.option("-k", "k", type=click.IntRange(1, 256), default=None, help="Number of colors [default: 16; 8 for a video].")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output file; PNG keeps it exact.")
 @click.option("--codebook", "codebook_db", default=None, metavar="DB",
               help="Use the global codebook of this index (what the search engine sees) instead of the image's colors.")
