@@ -152,3 +152,23 @@ def test_web_page_shows_keyframes_with_their_time(folder, tmp_path):
         assert full.status_code == 200 and full.content[:2] == b"\xff\xd8"
         photo = next(r for r in response.json()["results"] if "video" not in r or r["video"] is None)
         assert photo["name"].endswith(".png")
+
+
+def test_videos_of_another_root_stay_and_a_vanished_video_folder_is_guarded(tmp_path):
+    from cbir.errors import MassRemovalError
+
+    frames, _ = make_clip(PLAN)
+    films, photos = tmp_path / "films", tmp_path / "photos"
+    films.mkdir()
+    write_clip(films / "a.avi", frames)
+    write_image(photos / "sun.png", solid((240, 240, 20), size=(60, 80)))
+    with Store(tmp_path / "i.db", create=True) as store:
+        index_folder(films, store, n_colors=16, workers=1)
+        index_folder(photos, store, workers=1)  # another root: the film's rows are none of its business
+        assert list(store.video_states()) == [str(films / "a.avi")] and store.count() == 4
+        (films / "a.avi").rename(tmp_path / "elsewhere.avi")  # the folder is now empty
+        with pytest.raises(MassRemovalError):
+            index_folder(films, store, workers=1)
+        assert store.count() == 4  # nothing written
+        index_folder(films, store, workers=1, prune=True)
+        assert store.video_states() == {} and store.count() == 1
