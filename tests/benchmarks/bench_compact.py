@@ -13,7 +13,11 @@ histograms, leave-one-out, ties broken by row id as the index does, it measures 
 * exact chi2-soft on the full histograms (today's ranking);
 * the projection (:mod:`cbir.projection`) at 64, 128 and 256 dimensions, whitening
   powers 0 to 0.5, and without the L2 normalization;
-* the compact first stage with its top R candidates re-ranked by exact chi2-soft.
+* the compact first stage with its top R candidates re-ranked by exact chi2-soft;
+* with ``--neighbourhood``: on top of the compact default (128 dimensions, top 20
+  re-ranked), database-side augmentation (:func:`cbir.augment.augment`, 1-4 neighbours,
+  alpha 1 and 3, whitening 0 and 0.15) and alpha-query expansion (1-3 results), each
+  against the default measured in the same run.
 """
 
 from __future__ import annotations
@@ -97,11 +101,54 @@ def _variants(centers: np.ndarray, X: np.ndarray) -> dict[str, object]:
     return out
 
 
+def _neighbourhood(centers: np.ndarray, X: np.ndarray) -> dict[str, object]:
+    """label -> rank(i): the compact default (top 20 re-ranked) with DBA and/or aQE."""
+    from cbir.augment import augment, expand
+
+    order_key = np.arange(len(X))
+    chi2_soft = distance_function("chi2-soft", centers)
+    sample = np.random.default_rng(0).permutation(len(X))[:MAX_FIT_SAMPLE]
+    exact: dict[int, np.ndarray] = {}
+
+    def exact_distances(i: int) -> np.ndarray:
+        if i not in exact:
+            exact[i] = chi2_soft(X[i], X)
+        return exact[i]
+
+    def ranked(i: int, q: np.ndarray, D: np.ndarray, r: int = 20) -> np.ndarray:
+        first = np.lexsort((order_key, ((D.astype(np.float64) - q.astype(np.float64)) ** 2).sum(axis=1)))
+        head = first[:r]
+        return np.concatenate([head[np.lexsort((head, exact_distances(i)[head]))], first[r:]])
+
+    def variant(V: np.ndarray, D: np.ndarray, expand_n: int = 0, alpha: float = 3.0):  # type: ignore[no-untyped-def]
+        def rank(i: int) -> np.ndarray:
+            q = V[i]
+            if expand_n:
+                first = np.lexsort((order_key, ((D - q) ** 2).sum(axis=1)))[:expand_n]
+                q = expand(q, D[first], alpha=alpha)[0]
+            return ranked(i, q, D)
+        return rank
+
+    out: dict[str, object] = {}
+    plain = {w: project(X, fit_projection(X[sample], centers, whiten=w, seed=0)) for w in (0.0, 0.15)}
+    out["compact default (top 20 re-ranked)"] = variant(plain[0.0], plain[0.0])
+    out["whiten 0.15 (top 20 re-ranked)"] = variant(plain[0.15], plain[0.15])
+    for whiten, V in plain.items():
+        for k in (1, 2, 3, 4):
+            for alpha in (1.0, 3.0):
+                out[f"DBA k={k} alpha={alpha:g} whiten={whiten:g}"] = variant(V, augment(V, k, alpha=alpha))
+    for n in (1, 2, 3):
+        out[f"aQE n={n} alpha=3"] = variant(plain[0.0], plain[0.0], n)
+        out[f"DBA k=2 alpha=3 + aQE n={n}"] = variant(plain[0.0], augment(plain[0.0], 2, alpha=3.0), n)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wang", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "datasets" / "wang")
     parser.add_argument("--work", type=Path, default=Path("/tmp/cbir-bench-accuracy"))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--neighbourhood", action="store_true", help="DBA and aQE variants only (issue 17)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     second = _second_set(args.work)
@@ -118,7 +165,7 @@ def main() -> None:
         started = time.perf_counter()
         centers, X, paths = _stored(data, args.work)
         print(f"{data.name}: {len(X)} images indexed ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-        for label, rank in _variants(centers, X).items():
+        for label, rank in (_neighbourhood if args.neighbourhood else _variants)(centers, X).items():
             table.setdefault(label, {})[data.name] = _map(data, paths, rank)
             print(f"  {label}: {table[label][data.name]:.4f}", file=sys.stderr, flush=True)
     if args.json:
