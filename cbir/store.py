@@ -51,9 +51,9 @@ from cbir.errors import CodebookMismatchError, StoreError
 
 DEFAULT_DB = "cbir.db"
 _LOCK_KEY = 0x43424952  # "CBIR": the advisory lock of index runs on PostgreSQL
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Schema versions this code opens, upgrading them in place (1: no compact vectors, dense histograms).
-_UPGRADABLE = (1,)
+_UPGRADABLE = (1, 2)
 
 
 class Base(DeclarativeBase):
@@ -86,6 +86,8 @@ class ImageRow(Base):
     #: The compact vector (little-endian float32) and the projection that made it; NULL until projected.
     vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     projection_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    #: The augmented search vector (DBA, :mod:`cbir.augment`) of ``vector``; NULL: search ``vector`` itself.
+    search_vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class ProjectionRow(Base):
@@ -385,6 +387,8 @@ class Store:
                 if "projection_id" not in columns:
                     conn.execute(text("ALTER TABLE images ADD COLUMN projection_id INTEGER"))
                     conn.execute(text("CREATE INDEX ix_images_projection_id ON images (projection_id)"))
+                if "search_vector" not in columns:
+                    conn.execute(text(f"ALTER TABLE images ADD COLUMN search_vector {binary}"))
                 ProjectionRow.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
                 conn.execute(update(MetaRow).where(MetaRow.key == "schema").values(value=str(SCHEMA_VERSION)))
         except SQLAlchemyError as exc:
@@ -528,22 +532,51 @@ class Store:
             last = int(ids[-1])
 
     def set_vectors(self, projection_id: int, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Store the compact vectors (n, m) of images ``ids`` (n,) in one transaction."""
+        """Store the compact vectors (n, m) of images ``ids`` (n,) in one transaction (their augmented ones cleared)."""
         params = [{"row_id": int(i), "vector": vector_to_bytes(v), "projection_id": int(projection_id)}
                   for i, v in zip(ids, vectors)]
         if not params:
             return
         statement = (update(ImageRow).where(ImageRow.id == bindparam("row_id"))
-                     .values(vector=bindparam("vector"), projection_id=bindparam("projection_id")))
+                     .values(vector=bindparam("vector"), projection_id=bindparam("projection_id"), search_vector=None))
         with self.engine.begin() as conn:
             conn.execute(statement.execution_options(synchronize_session=False), params)
             self._bump(conn)
 
-    def iter_vectors(self, projection_id: int, *, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, vectors float32 (b, m)) batches of every image projected by ``projection_id``, in id order."""
+    def set_search_vectors(self, ids: np.ndarray, vectors: np.ndarray | None, *, augment: str | None = None) -> None:
+        """Store the augmented search vectors (n, m) of images ``ids`` (n,), or clear them (None), in one transaction.
+
+        ``augment``, when given, is recorded as the ``augment`` meta value in the same transaction.
+        """
+        params = [{"row_id": int(i), "search_vector": None if vectors is None else vector_to_bytes(vectors[n])}
+                  for n, i in enumerate(ids)]
+        statement = (update(ImageRow).where(ImageRow.id == bindparam("row_id"))
+                     .values(search_vector=bindparam("search_vector")))
+        with self.engine.begin() as conn:
+            if params:
+                conn.execute(statement.execution_options(synchronize_session=False), params)
+            if augment is not None:
+                self._set_meta(conn, "augment", augment)
+            self._bump(conn)
+
+    def unaugmented_ids(self, projection_id: int) -> np.ndarray:
+        """Ids of the images projected by ``projection_id`` that have no augmented search vector, in id order."""
+        query = (select(ImageRow.id).where((ImageRow.projection_id == int(projection_id))
+                                           & ImageRow.search_vector.is_(None)).order_by(ImageRow.id))
+        with self.engine.connect() as conn:
+            return np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
+
+    def iter_vectors(
+        self, projection_id: int, *, batch: int = 50_000, augmented: bool = False,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors float32 (b, m)) batches of every image projected by ``projection_id``, in id order.
+
+        ``augmented``: each image's augmented search vector where it has one, else its plain vector.
+        """
         last = -1
+        column = func.coalesce(ImageRow.search_vector, ImageRow.vector) if augmented else ImageRow.vector
         while True:
-            query = (select(ImageRow.id, ImageRow.vector)
+            query = (select(ImageRow.id, column.label("vector"))
                      .where((ImageRow.projection_id == int(projection_id)) & (ImageRow.id > last))
                      .order_by(ImageRow.id).limit(batch))
             with self.engine.connect() as conn:
@@ -909,6 +942,7 @@ def _image_values(record: ImageRecord, codebook_id: int, now: dt.datetime, proje
     return {
         "vector": vector_to_bytes(record.vector) if projected else None,  # type: ignore[arg-type]
         "projection_id": projection_id if projected else None,
+        "search_vector": None,
         "path": record.path,
         "size": record.size,
         "mtime": record.mtime,
@@ -931,7 +965,7 @@ def _inside(column, folder: str):  # type: ignore[no-untyped-def]
 # Binary COPY needs the exact server type of every column of _image_values.
 _COPY_TYPES = {"path": "text", "size": "int8", "mtime": "float8", "content_hash": "text", "width": "int4",
                "height": "int4", "histogram": "bytea", "codebook_id": "int4", "indexed_at": "timestamp",
-               "vector": "bytea", "projection_id": "int4"}
+               "vector": "bytea", "projection_id": "int4", "search_vector": "bytea"}
 
 
 def _copy_images(conn: Connection, values: list[dict]) -> None:

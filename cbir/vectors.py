@@ -204,10 +204,13 @@ def load_mapped(path: str | os.PathLike[str]) -> VectorIndex | None:
     return VectorIndex(index, stamp)
 
 
-def ensure_compact_index(store: Store, codebook: Codebook, projection_id: int, embedding: Embedding) -> VectorIndex:
+def ensure_compact_index(
+    store: Store, codebook: Codebook, projection_id: int, embedding: Embedding, *, augmented: bool = False,
+) -> VectorIndex:
     """The saved index of the stored compact vectors if up to date, else one built from them (and saved).
 
     The kind follows the size (:func:`compact_kind`); vectors are read from the store, not recomputed.
+    ``augmented``: index the augmented search vectors (DBA) where stored (the embedding's name must say so).
     """
     stamp = current_stamp(store, codebook, embedding, kind=compact_kind(store.count()))
     path = store.derived_path(f"{embedding.name}.{stamp.kind}.faiss")
@@ -215,7 +218,7 @@ def ensure_compact_index(store: Store, codebook: Codebook, projection_id: int, e
     if loaded is not None and loaded.stamp == stamp:
         loaded.set_nprobe(COMPACT_NPROBE)
         return loaded
-    built = build_vector_index(store, embedding, stamp, batches=lambda: store.iter_vectors(projection_id))
+    built = build_vector_index(store, embedding, stamp, batches=lambda: store.iter_vectors(projection_id, augmented=augmented))
     built.set_nprobe(COMPACT_NPROBE)
     try:
         save_mapped(built, path)

@@ -33,6 +33,7 @@ class VectorReport:
     projected: int = 0
     projection: str = ""
     dim: int = 0
+    augmented: int = 0
 
 
 def _needs_fit(store: Store, current: tuple[int, Projection] | None, *, refit: bool) -> bool:
@@ -93,6 +94,9 @@ def update_vectors(
         if progress is not None:
             progress(report.projected, todo)
     report.projection, report.dim = projection.fingerprint, projection.dim
+    from indexer.neighbours import update_augmented
+
+    report.augmented = update_augmented(store, projection_id, full=refit or report.fitted)
     return report
 
 

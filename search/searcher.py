@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cbir.augment import augment_setting, expand
 from cbir.descriptor import Descriptor
 from cbir.distances import COMPACT, DEFAULT_METRIC, Distance, check_metric, distance_function
 from cbir.embedding import Embedding, embedding_for
@@ -48,6 +49,8 @@ DEFAULT_SEARCH_METRIC = COMPACT
 #: The default search re-ranks this many compact candidates by exact chi2-soft: measured, the compact
 #: order alone is better on Wang but slightly worse on a near-duplicate set (README, "Retrieval accuracy").
 COMPACT_RERANK = 20
+#: Results the default search expands its query with (alpha-QE; 0: off). Chosen by measurement (README).
+DEFAULT_EXPAND = 0
 # Compact candidates asked beyond k, so images tied at the k-th distance are ordered by id, not by FAISS.
 _TIE_MARGIN = 32
 
@@ -107,8 +110,12 @@ class Searcher:
         self.ann_candidates = 500
         self._compact: tuple[int, tuple[int, Projection, Embedding] | None] | None = None  # (generation, state)
         self._vectors: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._augmented = False  # the compact vectors searched are the augmented ones (DBA)
         #: Compact candidates re-ranked by exact chi2-soft in the default search (0: compact L2 order alone).
         self.rerank = COMPACT_RERANK
+        #: alpha-query expansion (:func:`cbir.augment.expand`): the compact query is averaged with the vectors
+        #: of its first ``expand`` results and searched again before re-ranking (0: off).
+        self.expand = DEFAULT_EXPAND
         #: Why the last search did not rank as asked (compact vectors missing), or None.
         self.note: str | None = None
 
@@ -376,7 +383,10 @@ class Searcher:
             found = stored_projection(self.store, self.codebook.centers)
             if found is not None and count and self.store.projected_count(found[0]) == count:
                 projection_id, projection = found
-                embedding = Embedding(f"compact-{projection.fingerprint}",
+                setting = augment_setting(self.store)
+                self._augmented = bool(setting and setting["neighbours"] and setting["projection"] == projection_id)
+                suffix = f"-dba{setting['neighbours']}a{setting['alpha']:g}" if self._augmented else ""  # type: ignore[index]
+                embedding = Embedding(f"compact-{projection.fingerprint}{suffix}",
                                       lambda X, p=projection: project(X, p), np.sqrt)
                 state = (projection_id, projection, embedding)
             self._compact = (generation, state)
@@ -389,7 +399,7 @@ class Searcher:
             raise StoreError(f"{self.store.display} has no compact vectors for every image; run 'cbir index FOLDER'")
         generation = self._state[0]
         if self._vectors is None or self._vectors[0] != generation:
-            parts = list(self.store.iter_vectors(state[0]))
+            parts = list(self.store.iter_vectors(state[0], augmented=self._augmented))
             self._vectors = (generation, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
         return self._vectors[1], self._vectors[2]
 
@@ -423,13 +433,36 @@ class Searcher:
         assert state is not None
         _, projection, embedding = state
         vector = project(query, projection)
+        if self.expand:
+            ids, _ = self._compact_vector_search(vector, max(int(self.expand), 1), method)
+            top = ids[: int(self.expand)]
+            vector = expand(vector, self._search_vectors(top, method))
+        return self._compact_vector_search(vector, k, method)
+
+    def _search_vectors(self, ids: np.ndarray, method: str) -> np.ndarray:
+        """The searched (augmented when DBA is on) compact vectors of ``ids``."""
+        if method in ("exact", "brute"):
+            all_ids, V = self.compact_vectors()
+            return V[np.searchsorted(all_ids, ids)]
+        return self._indexes[self._compact_key()].index.reconstruct_batch(ids)
+
+    def _compact_key(self) -> str:
+        state = self.compact_state()
+        assert state is not None
+        return f"{state[2].name}.{compact_kind(self._state[1])}"
+
+    def _compact_vector_search(self, vector: np.ndarray, k: int, method: str) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and L2 distances from a compact query vector (1, m), ranked by :meth:`_compact_search`'s rules."""
+        state = self.compact_state()
+        assert state is not None
+        _, projection, embedding = state
         if method in ("exact", "brute"):
             ids, V = self.compact_vectors()
             return ids, np.concatenate([_l2(V[s : s + 20_000], vector[0]) for s in range(0, len(V), 20_000)])
-        key = f"{embedding.name}.{compact_kind(self._state[1])}"
+        key = self._compact_key()
         index = self._indexes.get(key)
         if index is None or (index.stamp.generation, index.stamp.count) != self._state:
-            index = ensure_compact_index(self.store, self.codebook, state[0], embedding)
+            index = ensure_compact_index(self.store, self.codebook, state[0], embedding, augmented=self._augmented)
             self._indexes[key] = index
         if index.size == 0:
             return np.empty(0, np.int64), np.empty(0)
