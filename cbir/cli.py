@@ -235,9 +235,12 @@ def index(folder: str | None, db: str, n_colors: int | None, layout: str | None,
               help="Exact search even on large indexes (default: exact below 100,000 images, approximate above).")
 @click.option("--approximate", "mode", flag_value="ann", help="Compact candidates re-ranked by --metric, whatever the size.")
 @click.option("--brute", "mode", flag_value="brute", help="Compare with every stored row (same ranking as --exact).")
+@click.option("--expand", type=click.IntRange(0), default=None, metavar="N",
+              help="Query expansion: average the compact query with its first N results, then search again.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @handle_errors
-def search(image: str | None, db: str, colors_text: str | None, k: int, metric: str, mode: str | None, as_json: bool) -> None:
+def search(image: str | None, db: str, colors_text: str | None, k: int, metric: str, mode: str | None,
+           expand: int | None, as_json: bool) -> None:
     """Rank the indexed images by color similarity to IMAGE (or to --colors)."""
     from cbir.color_query import format_colors, parse_colors
     from cbir.vectors import use_threads
@@ -248,8 +251,11 @@ def search(image: str | None, db: str, colors_text: str | None, k: int, metric: 
         raise click.UsageError("give exactly one of IMAGE or --colors")
     colors = parse_colors(colors_text) if colors_text is not None else None
     method = mode or "auto"
+    _check_expand(expand, metric)
     use_threads(1)
     searcher = Searcher.open(db)
+    if expand is not None:
+        searcher.expand = expand
     try:
         if colors is not None:
             results = searcher.search_colors(colors, k=k, metric=metric, method=method)
@@ -517,8 +523,15 @@ def serve(db: str, host: str, port: int, max_upload_mb: float) -> None:
 DESCRIPTORS = ("cbir", "rgb-grid3", "hsv-regions")
 
 
+def _check_expand(expand: int | None, metric: str | None) -> None:
+    from cbir.errors import BadInputError
+
+    if expand and metric not in (None, COMPACT):
+        raise BadInputError(f"--expand {expand} expands compact queries; it does not apply to --metric {metric}")
+
+
 def _benchmark_ranker(benchmark: Any, db: str, *, metric: str, n_colors: int | None, layout: str | None,
-                      workers: int | None, quiet: bool) -> tuple[Any, Callable[[Any], Any], dict]:
+                      workers: int | None, quiet: bool, expand: int | None = None) -> tuple[Any, Callable[[Any], Any], dict]:
     """Index the benchmark into ``db`` (or sync it) and rank through Searcher.search_image, as 'cbir search' does."""
 
     from cbir.errors import BadInputError
@@ -544,6 +557,8 @@ def _benchmark_ranker(benchmark: Any, db: str, *, metric: str, n_colors: int | N
         shown = "; ".join(f"{f.path}: {f.reason}" for f in failed[:3])
         raise BadInputError(f"{len(failed)} image(s) of the dataset could not be read ({shown}); remove or fix them")
     searcher = Searcher(store)
+    if expand is not None:
+        searcher.expand = expand
     n = store.count()
 
     def ranker(queries: Any) -> list[list[str]]:
@@ -558,6 +573,9 @@ def _benchmark_ranker(benchmark: Any, db: str, *, metric: str, n_colors: int | N
         "codebook_fingerprint": searcher.codebook.fingerprint,
         "images": n,
     }
+    if metric == COMPACT:
+        config["expand"] = searcher.expand
+        config["augment"] = store.meta("augment")
     return store, ranker, config
 
 
@@ -575,7 +593,7 @@ def _peer_ranker(benchmark: Any, name: str, *, quiet: bool) -> tuple[Callable[[A
 
 
 def _run_evaluation(benchmark: Any, *, descriptor: str, metric: str | None, db: str, n_colors: int | None,
-                    layout: str | None, workers: int | None, quiet: bool) -> Any:
+                    layout: str | None, workers: int | None, quiet: bool, expand: int | None = None) -> Any:
     """One evaluation of DESCRIPTOR (and METRIC) on a benchmark: the report."""
     from cbir.distances import SIMPLE_METRICS
     from cbir.errors import BadInputError
@@ -587,7 +605,8 @@ def _run_evaluation(benchmark: Any, *, descriptor: str, metric: str | None, db: 
         metric = metric or COMPACT
         click.echo(f"evaluating with the index at {db}", err=True)
         store, ranker, config = _benchmark_ranker(
-            benchmark, db, metric=metric, n_colors=n_colors, layout=layout, workers=workers, quiet=quiet
+            benchmark, db, metric=metric, n_colors=n_colors, layout=layout, workers=workers, quiet=quiet,
+            expand=expand,
         )
     else:
         metric = metric or peer(descriptor).metric
@@ -637,7 +656,8 @@ def _label(document: dict) -> str:
     name = config.get("descriptor", "?")
     if name == "cbir":
         name = f"cbir k={config.get('n_colors')} {config.get('layout')}"
-    return f"{name} / {document.get('metric', '?')}"
+    expanded = f" expand={config['expand']}" if config.get("expand") else ""
+    return f"{name} / {document.get('metric', '?')}{expanded}"
 
 
 @main.command()
@@ -654,16 +674,19 @@ def _label(document: dict) -> str:
 @click.option("--colors", "n_colors", type=click.IntRange(16, 1024), default=None, help="Codebook size of a new index.")
 @click.option("--layout", default=None, help="Spatial layout of a new index.")
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="Extraction processes.")
-@click.option("--compare", "compare", multiple=True, metavar="METRIC|DESCRIPTOR|REPORT.json",
-              help="Also evaluate another metric or descriptor (or load an earlier --json report) and put it on the plot. Repeatable.")
+@click.option("--compare", "compare", multiple=True, metavar="METRIC|DESCRIPTOR|expand=N|REPORT.json",
+              help="Also evaluate another metric or descriptor, the compact search with query expansion N (expand=N), "
+                   "or load an earlier --json report, and put it on the plot. Repeatable.")
+@click.option("--expand", type=click.IntRange(0), default=None, metavar="N",
+              help="Compact search with query expansion over the first N results (as 'cbir search --expand').")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None,
               help="Write a PNG: precision-recall curve and per-class AP bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @handle_errors
 def evaluate(dataset: str, db: str, protocol: str | None, metric: str | None, descriptor: str, n_colors: int | None,
-             layout: str | None, workers: int | None, compare: tuple[str, ...], plot_file: str | None,
-             as_json: bool, quiet: bool) -> None:
+             layout: str | None, workers: int | None, compare: tuple[str, ...], expand: int | None,
+             plot_file: str | None, as_json: bool, quiet: bool) -> None:
     """Measure retrieval accuracy on a labelled DATASET (a folder, or a set fetched by 'cbir datasets fetch')."""
     from cbir.benchmarks import load_benchmark
     from cbir.errors import BadInputError
@@ -671,27 +694,31 @@ def evaluate(dataset: str, db: str, protocol: str | None, metric: str | None, de
 
     dataset, protocol = resolve_dataset(dataset, protocol)
     benchmark = load_benchmark(dataset, protocol)  # bad names or an empty folder: fail before writing anything
-    others: list[tuple[str, str | None, dict | None]] = []
+    _check_expand(expand, metric)
+    others: list[tuple[str, str | None, dict | None, int | None]] = []
     for spec in compare:
         if spec in SEARCH_METRICS:
-            others.append((descriptor, spec, None))
+            others.append((descriptor, spec, None, None))
         elif spec in DESCRIPTORS:
-            others.append((spec, None, None))
+            others.append((spec, None, None, None))
+        elif spec.startswith("expand=") and spec[7:].isdigit():
+            others.append(("cbir", COMPACT, None, int(spec[7:])))
         elif spec.endswith(".json"):
             try:
                 with open(spec, encoding="utf-8") as handle:
-                    others.append(("", None, json.load(handle)))
+                    others.append(("", None, json.load(handle), None))
             except (OSError, ValueError) as exc:
                 raise BadInputError(f"--compare {spec}: cannot read the report ({exc})") from None
         else:
             raise BadInputError(f"--compare {spec!r}: not a metric ({', '.join(SEARCH_METRICS)}), a descriptor "
-                                f"({', '.join(DESCRIPTORS)}) or a .json report")
+                                f"({', '.join(DESCRIPTORS)}), expand=N or a .json report")
     options = dict(db=db, n_colors=n_colors, layout=layout, workers=workers, quiet=quiet)
-    document = _run_evaluation(benchmark, descriptor=descriptor, metric=metric, **options).to_dict()
+    document = _run_evaluation(benchmark, descriptor=descriptor, metric=metric, expand=expand, **options).to_dict()
     documents = [document]
-    for other_descriptor, other_metric, loaded in others:
+    for other_descriptor, other_metric, loaded, other_expand in others:
         if loaded is None:
-            loaded = _run_evaluation(benchmark, descriptor=other_descriptor, metric=other_metric, **options).to_dict()
+            loaded = _run_evaluation(benchmark, descriptor=other_descriptor, metric=other_metric, expand=other_expand,
+                                     **options).to_dict()
         documents.append(loaded)
     if len(documents) > 1:
         document["compare"] = [

@@ -431,20 +431,20 @@ class Searcher:
         """Ids and L2 distances between compact vectors: the top candidates (all of them for exact/brute)."""
         state = self.compact_state()
         assert state is not None
-        _, projection, embedding = state
-        vector = project(query, projection)
+        vector = project(query, state[1])
         if self.expand:
-            ids, _ = self._compact_vector_search(vector, max(int(self.expand), 1), method)
-            top = ids[: int(self.expand)]
+            ids, distances = self._compact_vector_search(vector, int(self.expand), method)
+            top = ids[_rank(ids, distances, int(self.expand))]
             vector = expand(vector, self._search_vectors(top, method))
         return self._compact_vector_search(vector, k, method)
 
     def _search_vectors(self, ids: np.ndarray, method: str) -> np.ndarray:
         """The searched (augmented when DBA is on) compact vectors of ``ids``."""
-        if method in ("exact", "brute"):
-            all_ids, V = self.compact_vectors()
-            return V[np.searchsorted(all_ids, ids)]
-        return self._indexes[self._compact_key()].index.reconstruct_batch(ids)
+        index = self._indexes.get(self._compact_key())
+        if method not in ("exact", "brute") and index is not None and index.stamp.kind == "flat":
+            return index.index.reconstruct_batch(ids)
+        all_ids, V = self.compact_vectors()  # IVF-PQ keeps codes, not the vectors
+        return V[np.searchsorted(all_ids, ids)]
 
     def _compact_key(self) -> str:
         state = self.compact_state()
@@ -455,7 +455,7 @@ class Searcher:
         """Ids and L2 distances from a compact query vector (1, m), ranked by :meth:`_compact_search`'s rules."""
         state = self.compact_state()
         assert state is not None
-        _, projection, embedding = state
+        embedding = state[2]
         if method in ("exact", "brute"):
             ids, V = self.compact_vectors()
             return ids, np.concatenate([_l2(V[s : s + 20_000], vector[0]) for s in range(0, len(V), 20_000)])

@@ -7,11 +7,11 @@ import pytest
 
 from cbir.augment import augment, expand, self_join, weighted_mean
 from cbir.errors import BadInputError
-from cbir.store import Store
+from cbir.store import Store, as_stored
 from indexer import index_folder
 from indexer.neighbours import update_augmented
 from search import Searcher
-from tests.conftest import noisy, solid, write_image
+from tests.conftest import make_color_folder, noisy, solid, write_image
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -121,3 +121,42 @@ def test_index_stores_augmented_vectors_and_an_insert_updates_the_lists_it_enter
         # A full pass (--refit) gives the same vectors here: every list the copies entered was found.
         refit = index_folder(folder, store, workers=1, refit=True)
         assert refit.vectors["augmented"] == 22
+
+
+def test_expand_ranks_by_the_expanded_query(tmp_path):
+    from click.testing import CliRunner
+
+    from cbir.cli import main
+    from cbir.projection import project
+
+    folder = make_color_folder(tmp_path / "photos")
+    db = str(tmp_path / "index.db")
+    with Store(db, create=True) as store:
+        index_folder(folder, store, n_colors=16, workers=1)
+        searcher = Searcher(store)
+        searcher.rerank = 0  # the compact L2 order alone, to check it by hand
+        ids, V = searcher.compact_vectors()
+        projection = searcher.compact_state()[1]
+        changed = 0
+        for query in sorted(folder.glob("*.*")):
+            q = project(as_stored(searcher.descriptor.of_file(query).histogram), projection)[0].astype(np.float64)
+            first = np.lexsort((ids, np.linalg.norm(V - q, axis=1)))[:3]
+            q2 = expand(q, V[first], alpha=3.0)[0].astype(np.float64)
+            want = ids[np.lexsort((ids, np.linalg.norm(V - q2, axis=1)))].tolist()
+            searcher.expand = 3
+            got = [r.id for r in searcher.search_image(query, k=len(ids), method="brute")]
+            assert got == want
+            searcher.expand = 0
+            plain = [r.id for r in searcher.search_image(query, k=len(ids), method="brute")]
+            changed += plain != got
+        assert changed  # expansion moved some ranking
+    runner = CliRunner()
+    out = runner.invoke(main, ["search", str(folder / "red.png"), "--db", db, "--expand", "3", "--json", "-k", "5"])
+    assert out.exit_code == 0, out.output
+    with Store(db) as store:
+        searcher = Searcher(store)
+        searcher.expand = 3
+        want = [r.path for r in searcher.search_image(folder / "red.png", k=5)]
+    assert [r["path"] for r in json.loads(out.stdout)["results"]] == want
+    bad = runner.invoke(main, ["search", str(folder / "red.png"), "--db", db, "--expand", "2", "--metric", "chi2"])
+    assert bad.exit_code == 2 and "--expand 2" in bad.output and "Traceback" not in bad.output

@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/cbir-bench-accuracy"))
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--neighbourhood", action="store_true", help="DBA and aQE variants only (issue 17)")
+    parser.add_argument("--only", action="append", default=None, help="measure only this set (repeatable)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     second = _second_set(args.work)
@@ -160,6 +161,7 @@ def main() -> None:
         _dataset("skimage-dup", second, f"csv:{second / GROUND_TRUTH}"),
         _dataset("wang-dup", dup, f"csv:{dup / GROUND_TRUTH}"),
     ]
+    sets = [d for d in sets if args.only is None or d.name in args.only]
     table: dict[str, dict[str, float]] = {}
     for data in sets:
         started = time.perf_counter()
