@@ -161,12 +161,14 @@ def main() -> None:
               help="Extract on the workers of this Dask scheduler (files at the same paths on every worker), "
                    "or on a local Dask cluster of N processes. Needs: pip install 'cbir[distributed]'.")
 @click.option("--refit", is_flag=True, help="Fit the compact projection again on a fresh sample and re-project every image.")
+@click.option("--augment", type=click.IntRange(0), default=None, metavar="K",
+              help="Search vectors averaged with their K nearest neighbours (DBA; 0: off); kept for later runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def index(folder: str | None, db: str, n_colors: int | None, layout: str | None, workers: int | None, seed: int,
           max_pixels: int | None, batch_size: int, prune: bool, max_removal_share: float, remove_root: str | None,
-          cluster: str | None, refit: bool, as_json: bool, quiet: bool) -> None:
+          cluster: str | None, refit: bool, augment: int | None, as_json: bool, quiet: bool) -> None:
     """Build or sync the index of every image under FOLDER (another folder adds a root to the index)."""
 
     from cbir.images import DEFAULT_MAX_PIXELS
@@ -195,6 +197,7 @@ def index(folder: str | None, db: str, n_colors: int | None, layout: str | None,
             folder, store, n_colors=n_colors, layout=layout, workers=workers, seed=seed,
             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, batch_size=batch_size, progress=progress,
             prune=prune, max_removal_share=max_removal_share, extractors=extractors, refit=refit,
+            augment=augment,
         )
     if report.codebook_note:
         click.echo(f"note: {report.codebook_note}", err=True)

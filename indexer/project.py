@@ -53,6 +53,7 @@ def update_vectors(
     seed: int = 0,
     batch: int = 2000,
     progress: Callable[[int, int], None] | None = None,
+    augment: int | None = None,
 ) -> VectorReport:
     """Fit the projection if needed, then store the vector of every image that lacks one under it.
 
@@ -69,6 +70,9 @@ def update_vectors(
     batch : int
         Rows per transaction.
     progress : callable(done, total), optional
+    augment : int, optional
+        Neighbours of the augmented search vectors (:func:`indexer.neighbours.update_augmented`);
+        None keeps the index's setting.
 
     Returns
     -------
@@ -96,7 +100,7 @@ def update_vectors(
     report.projection, report.dim = projection.fingerprint, projection.dim
     from indexer.neighbours import update_augmented
 
-    report.augmented = update_augmented(store, projection_id, full=refit or report.fitted)
+    report.augmented = update_augmented(store, projection_id, neighbours=augment, full=refit or report.fitted)
     return report
 
 

@@ -121,6 +121,7 @@ def index_folder(
     max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE,
     extractors: Callable[[frozenset[str]], Any] | None = None,
     refit: bool = False,
+    augment: int | None = None,
 ) -> IndexReport:
     """Build or sync the index of every image under ``folder``.
 
@@ -151,6 +152,9 @@ def index_folder(
     refit : bool
         Fit the compact projection again on a fresh sample and re-project every image
         (see :mod:`indexer.project`).
+    augment : int, optional
+        Neighbours averaged into each image's search vector (DBA, :mod:`indexer.neighbours`;
+        0: off); kept by the index for later runs. None: the index's current setting.
 
     Returns
     -------
@@ -170,6 +174,8 @@ def index_folder(
     """
     started = time.perf_counter()
     root = Path(folder).expanduser()
+    if augment is not None and augment < 0:
+        raise BadInputError(f"augment must be 0 or more neighbours, got {augment}")
     if not root.is_dir():
         raise BadInputError(f"{folder}: not a folder")
     workers = max(1, workers or os.cpu_count() or 1)
@@ -242,7 +248,7 @@ def index_folder(
         if gone_failures:
             store.remove_failures(gone_failures)
         clock.lap("write")
-        report.vectors = update_vectors(store, codebook_id, codebook, refit=refit, seed=seed).__dict__
+        report.vectors = update_vectors(store, codebook_id, codebook, refit=refit, seed=seed, augment=augment).__dict__
     # The vector index is derived data: the first search builds it (memory here stays one batch).
     clock.lap("finish")
     report.phases = clock.laps

@@ -160,3 +160,29 @@ def test_expand_ranks_by_the_expanded_query(tmp_path):
     assert [r["path"] for r in json.loads(out.stdout)["results"]] == want
     bad = runner.invoke(main, ["search", str(folder / "red.png"), "--db", db, "--expand", "2", "--metric", "chi2"])
     assert bad.exit_code == 2 and "--expand 2" in bad.output and "Traceback" not in bad.output
+
+
+def test_cli_index_augment_is_kept_and_can_be_turned_off(tmp_path):
+    from click.testing import CliRunner
+
+    from cbir.cli import main
+
+    folder = make_color_folder(tmp_path / "photos")
+    db = str(tmp_path / "index.db")
+    runner = CliRunner()
+    assert runner.invoke(main, ["index", str(folder), "--db", db, "--colors", "16", "-q", "--augment", "2"]).exit_code == 0
+    with Store(db) as store:
+        assert json.loads(store.meta("augment"))["neighbours"] == 2
+        _, plain = _vectors(store, False)
+        np.testing.assert_array_equal(_vectors(store, True)[1], augment(plain, 2))
+    write_image(folder / "more" / "violet.png", solid((140, 60, 220)))
+    assert runner.invoke(main, ["index", str(folder), "--db", db, "-q"]).exit_code == 0
+    with Store(db) as store:
+        assert json.loads(store.meta("augment"))["neighbours"] == 2 and store.count() == 25
+        assert store.unaugmented_ids(store.projection_row()[0]).size == 0
+    assert runner.invoke(main, ["index", str(folder), "--db", db, "-q", "--augment", "0"]).exit_code == 0
+    with Store(db) as store:
+        np.testing.assert_array_equal(_vectors(store, True)[1], _vectors(store, False)[1])
+        assert not Searcher(store).compact_state()[2].name.count("dba")
+    bad = runner.invoke(main, ["index", str(folder), "--db", db, "--augment", "-1"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
