@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from cbir.augment import DEFAULT_ALPHA, DEFAULT_NEIGHBOURS, augment, augment_setting, weighted_mean
+from cbir.augment import DEFAULT_ALPHA, DEFAULT_NEIGHBOURS, augment, augment_setting, knn_index, weighted_mean
 from cbir.store import Store
 
 #: Stored images examined per new image for lists it enters, as a multiple of the neighbours.
@@ -47,8 +47,6 @@ def update_augmented(
     -------
     int
     """
-    import faiss
-
     recorded = augment_setting(store) or {}
     k = int(recorded.get("neighbours", DEFAULT_NEIGHBOURS) if neighbours is None else neighbours)
     a = float(recorded.get("alpha", DEFAULT_ALPHA) if alpha is None else alpha)
@@ -73,8 +71,7 @@ def update_augmented(
     new = np.searchsorted(ids, store.unaugmented_ids(projection_id))
     if not len(new):
         return 0
-    index = faiss.IndexFlatIP(V.shape[1])
-    index.add(V)
+    index = knn_index(V)
     is_new = np.zeros(len(ids), bool)
     is_new[new] = True
     # Stored images near a new one: their lists may now hold it.

@@ -66,6 +66,11 @@ def test_expand_is_the_weighted_mean_of_the_query_and_its_top_results():
     np.testing.assert_allclose(expand(q, np.zeros((0, 2)))[0], q)
 
 
+def _l2(V, q):
+    """L2 distances as the searcher sums them (float64), ties then broken by id."""
+    return np.sqrt(((V.astype(np.float64) - q) ** 2).sum(axis=1))
+
+
 def _folder(root):
     colors = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40), (40, 220, 220), (220, 40, 220),
               (120, 120, 120), (250, 150, 50), (90, 40, 10), (10, 90, 40)]
@@ -140,9 +145,9 @@ def test_expand_ranks_by_the_expanded_query(tmp_path):
         changed = 0
         for query in sorted(folder.glob("*.*")):
             q = project(as_stored(searcher.descriptor.of_file(query).histogram), projection)[0].astype(np.float64)
-            first = np.lexsort((ids, np.linalg.norm(V - q, axis=1)))[:3]
-            q2 = expand(q, V[first], alpha=3.0)[0].astype(np.float64)
-            want = ids[np.lexsort((ids, np.linalg.norm(V - q2, axis=1)))].tolist()
+            first = np.lexsort((ids, _l2(V, q)))[:3]
+            q2 = expand(q, V[first], alpha=1.0)[0].astype(np.float64)
+            want = ids[np.lexsort((ids, _l2(V, q2)))].tolist()
             searcher.expand = 3
             got = [r.id for r in searcher.search_image(query, k=len(ids), method="brute")]
             assert got == want
@@ -186,3 +191,17 @@ def test_cli_index_augment_is_kept_and_can_be_turned_off(tmp_path):
         assert not Searcher(store).compact_state()[2].name.count("dba")
     bad = runner.invoke(main, ["index", str(folder), "--db", db, "--augment", "-1"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_large_self_join_goes_through_ivf_and_finds_most_true_neighbours(monkeypatch):
+    import cbir.augment as module
+
+    rng = np.random.default_rng(1)
+    centers = _unit(rng.normal(size=(40, 16)))
+    R = _unit(centers[rng.integers(0, 40, 3000)] + 0.3 * rng.normal(size=(3000, 16))).astype(np.float32)
+    exact = self_join(R, 3)
+    monkeypatch.setattr(module, "JOIN_EXACT_MAX", 1000)
+    assert type(module.knn_index(R)).__name__ == "IndexIVFFlat"
+    approx = self_join(R, 3)
+    recall = np.mean([len(set(a) & set(b)) / 3 for a, b in zip(approx, exact, strict=True)])
+    assert 0.9 <= recall < 1.0 or np.array_equal(approx, exact)

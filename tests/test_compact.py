@@ -200,7 +200,9 @@ def test_large_collections_use_a_memory_mapped_ivf_index(tmp_path, monkeypatch):
         # Approximate (structureless rows are IVF's worst case: 0.80 here), yet most neighbours are found.
         assert 0.7 <= hits / 400 < 1.0
         fingerprint = stored_projection(store, centers)[1].fingerprint
-        saved = store.derived_path(f"compact-{fingerprint}.ivf.faiss")
+        name = searcher.compact_state()[2].name  # the augmented vectors' index (DBA on by default)
+        assert name.startswith(f"compact-{fingerprint}")
+        saved = store.derived_path(f"{name}.ivf.faiss")
         assert saved.exists() and saved.with_name(saved.name + ".json").exists()
         reopened = cbir.vectors.load_mapped(saved)
         assert reopened is not None and reopened.size == 3000 and reopened.n_lists > 1
