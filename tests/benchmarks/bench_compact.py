@@ -2,8 +2,8 @@
 
 Run by hand (a few minutes on two cores; the sets are made once under ``--work``)::
 
-    pip install scikit-image            # only for the skimage-dup set's source images
-    python tests/benchmarks/bench_compact.py [--wang DIR] [--work DIR] [--json]
+    cbir datasets fetch wang && cbir datasets fetch skimage-dup    # or pass --wang DIR --skimage-dup DIR
+    python tests/benchmarks/bench_compact.py [--wang DIR] [--skimage-dup DIR] [--work DIR] [--json] [--neighbourhood]
 
 Three sets, each indexed by a real ``cbir index`` run (default codebook and layout, its
 own database): Wang (1,000 photos, 10 classes), skimage-dup and wang-dup (near-duplicate
@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_accuracy import _dataset, _second_set, _wang_dup
+from bench_accuracy import _dataset, _fetched, _wang_dup
 
 from cbir.distances import distance_function
 from cbir.evaluation import evaluate
@@ -145,14 +145,16 @@ def _neighbourhood(centers: np.ndarray, X: np.ndarray) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--wang", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "datasets" / "wang")
+    parser.add_argument("--wang", type=Path, default=None, help="Wang's folder [default: the fetched set 'wang'].")
+    parser.add_argument("--skimage-dup", type=Path, default=None, help="[default: the fetched set 'skimage-dup'].")
     parser.add_argument("--work", type=Path, default=Path("/tmp/cbir-bench-accuracy"))
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--neighbourhood", action="store_true", help="DBA and aQE variants only (issue 17)")
     parser.add_argument("--only", action="append", default=None, help="measure only this set (repeatable)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    second = _second_set(args.work)
+    args.wang = _fetched("wang", args.wang)  # bench_accuracy no longer builds skimage-dup: 'cbir datasets fetch'
+    second = _fetched("skimage-dup", args.skimage_dup)
     dup = _wang_dup(args.work, args.wang)
     from cbir.transforms import GROUND_TRUTH
 
