@@ -25,7 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cbir.distances import SOFT_POWER, SOFT_SIGMA, check_metric, gaussian_similarity, qbic_similarity, soft_similarity, soften
+from cbir.distances import (
+    SOFT_POWER,
+    SOFT_SIGMA,
+    check_metric,
+    gaussian_similarity,
+    qbic_similarity,
+    soft_similarity,
+    soften,
+)
 
 # FAISS computes h in float32; bounds are loosened by this much so rounding never prunes a true neighbour.
 _SLACK = 1e-5

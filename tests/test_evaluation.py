@@ -117,15 +117,15 @@ def test_evaluate_refuses_a_benchmark_without_queries() -> None:
 
 # --- cbir evaluate, end to end -----------------------------------------------------------------
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+from pathlib import Path
 
-from click.testing import CliRunner  # noqa: E402
+from click.testing import CliRunner
 
-from cbir.cli import main  # noqa: E402
-from cbir.distances import COMPACT  # noqa: E402
-from cbir.histogram import DEFAULT_LAYOUT  # noqa: E402
-from tests.conftest import PALETTE, noisy, two_tone, write_image  # noqa: E402
+from cbir.cli import main
+from cbir.distances import COMPACT
+from cbir.histogram import DEFAULT_LAYOUT
+from tests.conftest import PALETTE, noisy, two_tone, write_image
 
 _CLASSES = {"warm": ("red", "yellow"), "cold": ("blue", "navy"), "light": ("white", "sand"), "green": ("green", "black")}
 

@@ -25,13 +25,13 @@ uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed:
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cbir.store import Store
 from cbir.distances import COMPACT
 from cbir.histogram import DEFAULT_LAYOUT
+from cbir.store import Store
 from indexer import index_folder
 from search import Searcher
 from search.http import create_app
-from tests.conftest import make_color_folder, PALETTE, two_tone, write_image
+from tests.conftest import PALETTE, make_color_folder, two_tone, write_image
 
 LIMIT = 20_000_000
 

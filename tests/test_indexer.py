@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cbir.errors import BadInputError, CodebookMismatchError
-from cbir.store import Store
 from cbir.histogram import DEFAULT_LAYOUT
+from cbir.store import Store
 from indexer import index_folder
 from indexer.scan import scan
 from search import Searcher

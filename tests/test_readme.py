@@ -47,7 +47,7 @@ def test_the_test_command_is_on_the_first_screen() -> None:
 
 def test_every_command_the_readme_lists_exists() -> None:
     block = README.split("## Commands", 1)[1].split("```", 2)[1]
-    listed = {match.group(1) for match in re.finditer(r"^cbir ([a-z][a-z-]*)", block, flags=re.M)}
+    listed = {match.group(1) for match in re.finditer(r"^cbir ([a-z][a-z-]*)", block, flags=re.MULTILINE)}
     assert {"index", "search", "info", "evaluate", "serve"} <= listed
     for name in sorted(listed):
         result = CliRunner().invoke(main, [name, "--help"])

@@ -2,11 +2,10 @@ import numpy as np
 import pytest
 
 from cbir.codebook import Codebook
-from cbir.distances import METRICS
+from cbir.distances import DEFAULT_METRIC, METRICS
+from cbir.embedding import embedding_for
 from cbir.errors import BadImageError, BadInputError, CodebookMismatchError, StoreError
 from cbir.store import ImageRecord, Store
-from cbir.distances import DEFAULT_METRIC
-from cbir.embedding import embedding_for
 from indexer import index_folder
 from search import Searcher
 from tests.conftest import PALETTE, solid, two_tone, write_image

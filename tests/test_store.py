@@ -86,10 +86,8 @@ def test_a_second_codebook_is_refused(db):
 
 def test_writer_lock_is_exclusive(db):
     with Store(db, create=True) as first, Store(db) as second:
-        with first.writer_lock():
-            with pytest.raises(StoreError, match="database is busy"):
-                with second.writer_lock():
-                    pass
+        with first.writer_lock(), pytest.raises(StoreError, match="database is busy"), second.writer_lock():
+            pass
         with second.writer_lock():
             pass
 

@@ -16,12 +16,12 @@ CHROMIUM = os.environ.get("CBIR_TEST_CHROMIUM", "/usr/bin/chromium")
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
 
+from cbir.distances import COMPACT
 from cbir.store import Store
 from indexer import index_folder
 from search.http import create_app
 from tests.conftest import PALETTE
 from tests.test_http import make_folder, running_server
-from cbir.distances import COMPACT
 
 ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]

@@ -37,17 +37,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cbir.benchmarks import load_benchmark  # noqa: E402
-from cbir.distances import chi2, distance_function, soft_similarity, soften  # noqa: E402
-from cbir.evaluation import Item, evaluate  # noqa: E402
-from cbir.fetch import find_dataset  # noqa: E402
-from cbir.histogram import DEFAULT_LAYOUT, histogram  # noqa: E402
-from cbir.images import decode_image, read_bytes  # noqa: E402
-from cbir.peers import PeerIndex, peer  # noqa: E402
-from cbir.transforms import GROUND_TRUTH, make_benchmark  # noqa: E402
-from cbir.store import Store  # noqa: E402
-from indexer import index_folder  # noqa: E402
-from indexer.scan import scan  # noqa: E402
+from cbir.benchmarks import load_benchmark
+from cbir.distances import chi2, distance_function, soft_similarity, soften
+from cbir.evaluation import Item, evaluate
+from cbir.fetch import find_dataset
+from cbir.histogram import DEFAULT_LAYOUT, histogram
+from cbir.images import decode_image, read_bytes
+from cbir.peers import PeerIndex, peer
+from cbir.store import Store
+from cbir.transforms import GROUND_TRUTH, make_benchmark
+from indexer import index_folder
+from indexer.scan import scan
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,13 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from cbir.codebook import Codebook, learn_codebook  # noqa: E402
-from cbir.descriptor import Descriptor, content_hash  # noqa: E402
-from cbir.histogram import DEFAULT_LAYOUT  # noqa: E402
-from cbir.images import is_image_path, load_image, read_bytes  # noqa: E402
+from cbir.codebook import Codebook, learn_codebook
+from cbir.descriptor import Descriptor, content_hash
+from cbir.histogram import DEFAULT_LAYOUT
+from cbir.images import is_image_path, load_image, read_bytes
 
 TASK = 32  # files per extraction task, as indexer/extract.py makes them
 

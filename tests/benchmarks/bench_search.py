@@ -42,9 +42,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cbir.codebook import DEFAULT_N_COLORS, Codebook  # noqa: E402
-from cbir.store import ImageRecord, Store  # noqa: E402
-from search import Searcher  # noqa: E402
+from cbir.codebook import DEFAULT_N_COLORS, Codebook
+from cbir.store import ImageRecord, Store
+from search import Searcher
 
 
 def synthetic(n: int, dim: int, rng: np.random.Generator, prototypes: np.ndarray) -> np.ndarray:
