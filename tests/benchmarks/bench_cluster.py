@@ -124,7 +124,7 @@ def writer_rates(source_db: str, base: str, *, limit: int = 5000, batch: int = 5
                     store.write_batch(codebook_id=codebook_id, added=chunk)
                 else:
                     with store.engine.begin() as conn:
-                        conn.execute(insert(ImageRow), [_image_values(r, codebook_id, _now()) for r in chunk])
+                        conn.execute(insert(ImageRow), [_image_values(r, codebook_id, _now(), None) for r in chunk])
             rates[name] = len(records) / (time.perf_counter() - start)
             assert store.count() == len(records)
     return rates
