@@ -197,18 +197,33 @@ class ClusterExtractor:
                 submit(following)
 
     def _one_by_one(self, fn: Callable, chunk: list, args: Callable[[list], tuple], one: Callable[[Any, str], Any]) -> list:
-        """A chunk whose task kept killing workers, one item per task: only the culprit fails."""
+        """A chunk whose task kept killing workers, one item per task: only the culprit fails.
+
+        A dying worker takes down every task queued on it, so an item whose own task died
+        beside the culprit's is tried once more, alone (one at a time): only an item whose
+        task kills its worker by itself is recorded as the cause.
+        """
         distributed = self._distributed
         futures = [self.client.submit(fn, *args([item]), pure=False) for item in chunk]
-        results = []
-        for item, future in zip(chunk, futures):
+        parts: list[list] = []
+        suspects: list[int] = []
+        for place, future in enumerate(futures):
             try:
-                results.extend(future.result())
+                parts.append(list(future.result()))
             except distributed.KilledWorker:
-                results.append(one(item, DIED))
+                parts.append([])
+                suspects.append(place)
             finally:
                 future.release()
-        return results
+        for place in suspects:
+            future = self.client.submit(fn, *args([chunk[place]]), pure=False)
+            try:
+                parts[place] = list(future.result())
+            except distributed.KilledWorker:
+                parts[place] = [one(chunk[place], DIED)]
+            finally:
+                future.release()
+        return [result for part in parts for result in part]
 
     def samples(self, paths: list[str], *, n: int, seed: int, max_side: int, max_pixels: int) -> Iterator[np.ndarray]:
         """Pixel samples of ``paths`` for codebook learning, in order (unreadable files left out).
