@@ -184,7 +184,8 @@ class ShotDetector:
 
     def _close_run(self) -> int | None:
         run, self._run = self._run, None
-        assert run is not None
+        if run is None:
+            return None
         if float(chi2(run.before, run.after[None, :])[0]) <= self.gradual_total:
             # The same picture before and after: motion, a flash, a passing object. Its distances are
             # this shot's normal, so they raise the thresholds.

@@ -373,6 +373,19 @@ class Searcher:
         return ids, distance(query, self._stored(ids))
 
     # --- compact ----------------------------------------------------------------------
+    def _required_compact(self) -> tuple[int, Projection, Embedding]:
+        """:meth:`compact_state`, for the compact paths, which run only when it exists.
+
+        Raises
+        ------
+        StoreError
+            If the index has no compact vector on every row (it changed under this searcher).
+        """
+        state = self.compact_state()
+        if state is None:
+            raise StoreError(f"{self.store.display} has images without compact vectors; run cbir index on its folder")
+        return state
+
     def compact_state(self) -> tuple[int, Projection, Embedding] | None:
         """(projection id, projection, its embedding) when every stored image has a vector of it, else None."""
         if self._state[0] < 0:
@@ -429,9 +442,7 @@ class Searcher:
 
     def _compact_search(self, query: np.ndarray, k: int, method: str) -> tuple[np.ndarray, np.ndarray]:
         """Ids and L2 distances between compact vectors: the top candidates (all of them for exact/brute)."""
-        state = self.compact_state()
-        assert state is not None
-        vector = project(query, state[1])
+        vector = project(query, self._required_compact()[1])
         if self.expand:
             ids, distances = self._compact_vector_search(vector, int(self.expand), method)
             top = ids[_rank(ids, distances, int(self.expand))]
@@ -447,22 +458,18 @@ class Searcher:
         return V[np.searchsorted(all_ids, ids)]
 
     def _compact_key(self) -> str:
-        state = self.compact_state()
-        assert state is not None
-        return f"{state[2].name}.{compact_kind(self._state[1])}"
+        return f"{self._required_compact()[2].name}.{compact_kind(self._state[1])}"
 
     def _compact_vector_search(self, vector: np.ndarray, k: int, method: str) -> tuple[np.ndarray, np.ndarray]:
         """Ids and L2 distances from a compact query vector (1, m), ranked by :meth:`_compact_search`'s rules."""
-        state = self.compact_state()
-        assert state is not None
-        embedding = state[2]
+        projection_id, _, embedding = self._required_compact()
         if method in ("exact", "brute"):
             ids, V = self.compact_vectors()
             return ids, np.concatenate([_l2(V[s : s + 20_000], vector[0]) for s in range(0, len(V), 20_000)])
         key = self._compact_key()
         index = self._indexes.get(key)
         if index is None or (index.stamp.generation, index.stamp.count) != self._state:
-            index = ensure_compact_index(self.store, self.codebook, state[0], embedding, augmented=self._augmented)
+            index = ensure_compact_index(self.store, self.codebook, projection_id, embedding, augmented=self._augmented)
             self._indexes[key] = index
         if index.size == 0:
             return np.empty(0, np.int64), np.empty(0)
