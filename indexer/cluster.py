@@ -18,11 +18,10 @@ Needs the ``distributed`` extra: ``pip install 'cbir[distributed]'``.
 
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future as _Pending
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ import numpy as np
 
 from cbir.descriptor import Descriptor
 from cbir.errors import BadInputError, ClusterError
+from indexer.dask_worker import _on_worker
 from indexer.extract import Outcome, _extract_many, _sample_many, settings_of
 
 if TYPE_CHECKING:
@@ -43,48 +43,6 @@ TASKS_PER_THREAD = 4
 FILES_PER_TASK = 32
 INSTALL_HINT = "--cluster needs Dask distributed: pip install 'cbir[distributed]'"
 DIED = "the worker extracting this file died every time it was tried (the decoder crashed or ran out of memory)"
-
-
-#: glibc's malloc: the largest block it serves from the heap (not mmap), and the free heap top it keeps.
-MMAP_THRESHOLD = 32 << 20
-TRIM_THRESHOLD = 64 << 20
-_worker_ready = False
-
-
-def _on_worker(fn: Callable, *args: Any) -> Any:
-    """``fn(*args)`` on a Dask worker, the worker process set up for extraction first (once)."""
-    global _worker_ready
-    if not _worker_ready:
-        _set_up_worker()
-        _worker_ready = True
-    return fn(*args)
-
-
-def _set_up_worker() -> None:
-    """One thread per task, and glibc's malloc set as in a local worker.
-
-    Parallelism comes from the worker's threads and processes: OpenCV's and BLAS's own
-    threads only oversubscribe the cores (a worker without a nanny, which sets no
-    OMP/OPENBLAS variables, used 4x the CPU time). A Dask nanny also sets
-    ``MALLOC_TRIM_THRESHOLD_=65536``, which fixes glibc's mmap threshold at 128 KiB: every
-    decoded image and distance block is then a fresh mmap that faults its pages in again
-    (a third more CPU time per worker). Workers keep freed memory for the next task instead,
-    as glibc's adaptive default would; it is one task's worth (32 images).
-    """
-    import cv2
-    from threadpoolctl import threadpool_limits
-
-    if cv2.getNumThreads() != 1:
-        cv2.setNumThreads(1)
-    threadpool_limits(limits=1)
-    if "MALLOC_TRIM_THRESHOLD_" in os.environ and sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-        except OSError:  # not glibc (e.g. musl): nothing to undo
-            return
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)
-        libc.mallopt(m_trim_threshold, TRIM_THRESHOLD)
 
 
 def _distributed() -> Any:
@@ -130,12 +88,11 @@ def connect(address: str, *, timeout: float = CONNECT_SECONDS) -> Iterator[Clien
     kind, n_workers = parse_address(address)
     distributed = _distributed()
     if kind == "local":
-        # On loopback only; the HTTP server the scheduler always runs on a free port (no warning about 8787).
-        cluster = distributed.LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
-        )
-        with cluster, distributed.Client(cluster) as client:
-            yield client
+        local = _LocalCluster(n_workers)
+        try:
+            yield local.client()
+        finally:
+            local.join()
         return
     try:
         client = distributed.Client(address, timeout=timeout)
@@ -169,8 +126,64 @@ def extractors_for(address: str | None, *, workers: int | None = None, timeout: 
     if workers is not None:
         raise BadInputError("--workers and --cluster exclude each other: the cluster's workers do the extraction "
                             "(local:N for N local worker processes)")
+    kind, n_workers = parse_address(address)
+    _distributed()
+    if kind == "local":  # started while the run opens its store and scans, closed once extraction is over
+        local = _LocalCluster(n_workers)
+        try:
+            yield lambda known_hashes: ClusterExtractor(local.client(), known_hashes=known_hashes, done=local.release)
+        finally:
+            local.join()
+        return
     with connect(address, timeout=timeout) as client:
         yield lambda known_hashes: ClusterExtractor(client, known_hashes=known_hashes)
+
+
+class _LocalCluster:
+    """A LocalCluster of one-thread worker processes on loopback, started and closed in a background thread.
+
+    Its start (worker processes that import Dask and, preloaded, cbir's extraction code)
+    overlaps what the run does before extraction, and its close what it does after
+    (the compact vectors): on a 2-core machine they are a large part of a short run.
+    """
+
+    def __init__(self, n_workers: int) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="cbir-local-cluster")
+        self._started = self._thread.submit(self._start, n_workers)
+        self._closing: _Pending | None = None
+
+    @staticmethod
+    def _start(n_workers: int) -> tuple[Any, Client]:
+        distributed = _distributed()
+        # The HTTP server the scheduler always runs goes on a free port (no warning about 8787).
+        cluster = distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address="127.0.0.1:0", preload=["indexer.dask_worker"],
+        )
+        try:
+            return cluster, distributed.Client(cluster)
+        except BaseException:
+            cluster.close()
+            raise
+
+    def client(self) -> Client:
+        """The cluster's client, once it has started (its error if it could not)."""
+        return self._started.result()[1]
+
+    def release(self) -> None:
+        """Start closing the cluster: no more tasks will be sent."""
+        if self._closing is None:
+            self._closing = self._thread.submit(self._close)
+
+    def _close(self) -> None:
+        cluster, client = self._started.result()
+        client.close()
+        cluster.close()
+
+    def join(self) -> None:
+        """Close the cluster (if not yet) and wait until it is closed."""
+        self.release()
+        self._thread.shutdown(wait=True)
 
 
 class ClusterExtractor:
@@ -184,11 +197,14 @@ class ClusterExtractor:
         Content hashes whose files need no decoding (moved or touched files).
     files_per_task : int
         Files per task (fewer: more scheduling; more: more work redone after a lost worker).
+    done : callable, optional
+        Called on leaving the ``with`` block: no more tasks will be sent (e.g. to start closing a local cluster).
     """
 
     def __init__(self, client: Client, *, known_hashes: frozenset[str] = frozenset(),
-                 files_per_task: int = FILES_PER_TASK) -> None:
+                 files_per_task: int = FILES_PER_TASK, done: Callable[[], None] | None = None) -> None:
         self.client = client
+        self._done = done
         self.files_per_task = files_per_task
         self._known_hashes = known_hashes
         self._known: Future | frozenset[str] = frozenset()
@@ -203,6 +219,8 @@ class ClusterExtractor:
     def __exit__(self, *exc: object) -> None:
         if not isinstance(self._known, frozenset):
             self._known.release()
+        if self._done is not None:
+            self._done()
 
     def _window(self) -> int:
         threads = sum(self.client.nthreads().values())
