@@ -270,6 +270,43 @@ def test_table_built_once_per_worker_and_tasks_in_flight_bounded(cluster, tmp_pa
 
 
 @pytest.mark.slow
+def test_tasks_run_on_one_thread_and_keep_freed_memory_with_or_without_a_nanny(tmp_path):
+    """One worker without a nanny (no OMP/OPENBLAS variables), one with (MALLOC_TRIM_THRESHOLD_=65536)."""
+    from indexer.dask_worker import _on_worker
+
+    own = Cluster(tmp_path / "dask", 1)
+    try:
+        own.workers.append(own._start([DASK, "worker", own.address, "--nthreads", "1", "--no-dashboard", "--no-nanny",
+                                       "--memory-limit", "0", "--host", "127.0.0.1"], dict(os.environ),
+                                      tmp_path / "no-nanny.log"))
+
+        def probe() -> tuple[int, list[int], int]:
+            import resource
+
+            import cv2
+            from threadpoolctl import threadpool_info
+
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(50):  # a decoded image's worth, allocated, written and freed again and again
+                block = np.ones(4 << 20, dtype=np.uint8)
+                del block
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+            return cv2.getNumThreads(), [pool["num_threads"] for pool in threadpool_info()], faults
+
+        with distributed.Client(own.address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=120)
+            found = {address: client.submit(_on_worker, probe, workers=[address], pure=False).result()
+                     for address in client.nthreads()}
+    finally:
+        own.close()
+    assert len(found) == 2
+    for cv_threads, blas_threads, faults in found.values():
+        assert cv_threads == 1 and set(blas_threads) <= {1}
+        # Freed blocks reused: about 1,000 faults. 50 fresh mmaps (Dask's malloc setting) fault about 25,000.
+        assert faults < 5 * 1024, faults
+
+
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_a_file_that_kills_its_worker_is_recorded_by_name(cluster, tmp_path, postgres_url):
     folder = make_color_folder(tmp_path / "images")

@@ -12,9 +12,9 @@
      --nthreads 1 --preload indexer.dask_worker`` started fresh before the timer (an
      existing cluster, started as the README says), killed after.
    Prints wall times, the ratios to ``local`` (every run's, and the medians) and the client's peak RSS.
-   ``startup``: a LocalCluster of 2 one-thread worker processes (the workers preloading
-   cbir's extraction code, as ``local:2`` does) started and closed alone, next to 0.2 x
-   the ``local`` run: the most the 1.2x goal leaves for it.
+   ``startup``: a LocalCluster of 2 one-thread worker processes started and closed alone
+   (bare, and with the workers preloading cbir's extraction code as ``local:2`` does), next
+   to 0.2 x the ``local`` run: the most the 1.2x goal leaves for it.
 3. ``writer``: the rows of the ``local`` run written again into a new database by
    ``Store.write_batch`` alone (500 rows per transaction; binary COPY, lz4 histograms),
    next to the same rows by SQLAlchemy executemany INSERTs, and by those INSERTs into a
@@ -93,13 +93,13 @@ def external_cluster(workdir: Path, n_workers: int = 2) -> Iterator[str]:
 
 
 STARTUP = """
-import time
+import sys, time
 if __name__ == "__main__":
     begin = time.perf_counter()
     from distributed import Client, LocalCluster
     imported = time.perf_counter()
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0", preload=["indexer.dask_worker"])
+                           dashboard_address="127.0.0.1:0", preload=sys.argv[1:])
     client = Client(cluster)
     started = time.perf_counter()
     client.close()
@@ -109,10 +109,15 @@ if __name__ == "__main__":
 
 
 def local_cluster_startup() -> dict[str, float]:
-    """Seconds to import Dask, start a LocalCluster of 2 one-thread workers (preloading cbir), and close it."""
-    result = subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, check=True)
-    values = [float(v) for v in result.stdout.split()]
-    return {"import": values[0], "start": values[1], "close": values[2], "total": sum(values)}
+    """Seconds to import Dask, start a LocalCluster of 2 one-thread workers and close it; and to start it
+    with the workers preloading cbir's extraction code (as ``local:2`` does)."""
+    times = {}
+    for name, preload in (("bare", []), ("preloaded", ["indexer.dask_worker"])):
+        result = subprocess.run([sys.executable, "-c", STARTUP, *preload], capture_output=True, text=True, check=True)
+        values = [float(v) for v in result.stdout.split()]
+        times |= {f"{name}_import": values[0], f"{name}_start": values[1], f"{name}_close": values[2],
+                  f"{name}_total": sum(values)}
+    return times
 
 
 def run_index(folder: Path, db: str, *extra: str) -> tuple[float, dict, int]:
@@ -221,8 +226,10 @@ def main() -> None:
     for i in range(args.repeat):
         print(f"  run {i + 1}: " + ", ".join(f"{mode} {walls[mode][i]:.1f} s ({walls[mode][i] / walls['local'][i]:.2f}x)"
                                           for mode in walls))
-    print(f"  LocalCluster(2 workers) alone: import {startup['import']:.2f} s + start {startup['start']:.2f} s + "
-          f"close {startup['close']:.2f} s = {startup['total']:.2f} s, against 0.2 x local = {0.2 * median['local']:.2f} s")
+    for name in ("bare", "preloaded"):
+        print(f"  LocalCluster(2 workers, {name}) alone: import {startup[name + '_import']:.2f} s + start "
+              f"{startup[name + '_start']:.2f} s + close {startup[name + '_close']:.2f} s = {startup[name + '_total']:.2f} s, "
+              f"against 0.2 x local = {0.2 * median['local']:.2f} s")
     print(f"  per image: {cost_ms:.2f} core-ms (extraction phase x 2 workers / images)")
     print("  writer alone, rows/s: " + ", ".join(f"{k} {v:.0f}" for k, v in writer.items()))
     print(f"  50M images on 20x16 cores: extraction {extract_hours:.2f} h, one writer {write_hours:.2f} h")
