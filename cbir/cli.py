@@ -341,7 +341,7 @@ def info(db: str, failures: bool, as_json: bool) -> None:
 
 # Light imports (numpy only, sklearn is imported on use): the option choices need them.
 from cbir.palette import DEFAULT_METHOD, METHODS, SORT_ORDERS
-from cbir.swatches import STYLES
+from cbir.palette.swatches import STYLES
 
 
 def _method_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -389,7 +389,7 @@ def palette(image: str, k: int, method: str, sort: str, seed: int, out: str | No
     from cbir.cli_films import film_palette_command, is_film_source
     from cbir.images import load_image
     from cbir.palette import extract_palette
-    from cbir.swatches import palette_picture, save_image
+    from cbir.palette.swatches import palette_picture, save_image
 
     if is_film_source(image):
         return film_palette_command(image, k=k, method=method, sort=sort, seed=seed, out=out, barcode=barcode,
@@ -440,10 +440,10 @@ def quantize(image: str, k: int | None, out: str, codebook_db: str | None, side_
                                      quiet=quiet)
 
     from cbir.images import load_image
-    from cbir.posterize import DEFAULT_K, index_codebook, posterize, posterize_with_codebook
+    from cbir.palette.posterize import DEFAULT_K, index_codebook, posterize, posterize_with_codebook
+    from cbir.palette.swatches import LOSSLESS_SUFFIXES, save_image
+    from cbir.palette.swatches import side_by_side as beside
     from cbir.store import Store
-    from cbir.swatches import LOSSLESS_SUFFIXES, save_image
-    from cbir.swatches import side_by_side as beside
 
     if codebook_db and k is not None:
         raise click.UsageError("-k and --codebook exclude each other: the codebook fixes the colors")
@@ -478,7 +478,7 @@ def quantize(image: str, k: int | None, out: str, codebook_db: str | None, side_
 def plot_pixels(image: str, k: int, out: str, space: str, n_points: int, method: str, seed: int) -> None:
     """3-D scatter of IMAGE's pixels colored by cluster, with the cluster centers marked."""
     from cbir.images import load_image
-    from cbir.pixelplot import check_plot_path, pixel_cloud, save_pixel_plot
+    from cbir.palette.pixelplot import check_plot_path, pixel_cloud, save_pixel_plot
 
     check_plot_path(out)  # before decoding: a missing plotly is reported at once
     cloud = pixel_cloud(load_image(image, max_side=None), k=k, n_points=n_points, method=method, seed=seed)
@@ -526,7 +526,7 @@ def serve(db: str, host: str, port: int, max_upload_mb: float) -> None:
 
 # --- retrieval accuracy ---
 
-#: Descriptors ``cbir evaluate`` can measure: the project's own, and the peer baselines of cbir.peers.
+#: Descriptors ``cbir evaluate`` can measure: the project's own, and the peer baselines of cbir.evaluation.peers.
 DESCRIPTORS = ("cbir", "rgb-grid3", "hsv-regions")
 
 
@@ -588,7 +588,7 @@ def _benchmark_ranker(benchmark: Any, db: str, *, metric: str, n_colors: int | N
 
 def _peer_ranker(benchmark: Any, name: str, *, quiet: bool) -> tuple[Callable[[Any], Any], dict]:
     """Describe every image with a peer baseline and rank by brute force."""
-    from cbir.peers import PeerIndex, peer
+    from cbir.evaluation.peers import PeerIndex, peer
 
     tqdm = _tqdm()
 
@@ -605,7 +605,7 @@ def _run_evaluation(benchmark: Any, *, descriptor: str, metric: str | None, db: 
     from cbir.distances import SIMPLE_METRICS
     from cbir.errors import BadInputError
     from cbir.evaluation import evaluate as run
-    from cbir.peers import peer
+    from cbir.evaluation.peers import peer
 
     store = None
     if descriptor == "cbir":
@@ -695,8 +695,8 @@ def evaluate(dataset: str, db: str, protocol: str | None, metric: str | None, de
              layout: str | None, workers: int | None, compare: tuple[str, ...], expand: int | None,
              plot_file: str | None, as_json: bool, quiet: bool) -> None:
     """Measure retrieval accuracy on a labelled DATASET (a folder, or a set fetched by 'cbir datasets fetch')."""
-    from cbir.benchmarks import load_benchmark
     from cbir.errors import BadInputError
+    from cbir.evaluation.benchmarks import load_benchmark
     from cbir.fetch.catalog import resolve_dataset
 
     dataset, protocol = resolve_dataset(dataset, protocol)
@@ -733,7 +733,7 @@ def evaluate(dataset: str, db: str, protocol: str | None, metric: str | None, de
             for d in documents[1:]
         ]
     if plot_file:
-        from cbir.plots import plot_reports
+        from cbir.evaluation.plots import plot_reports
 
         plot_reports([(_label(d), d) for d in documents], plot_file,
                      title=f"{os.path.basename(benchmark.root)} ({benchmark.protocol} protocol)")
@@ -759,7 +759,7 @@ def make_benchmark(source: str, out: str, copies: int, seed: int, max_side: int,
                    as_json: bool, quiet: bool) -> None:
     """Make a near-duplicate benchmark in OUT from the images under SOURCE (with groundtruth.csv)."""
 
-    from cbir.transforms import make_benchmark as make
+    from cbir.evaluation.transforms import make_benchmark as make
 
     with progress_bar("copies", quiet=quiet) as progress:
         summary = make(source, out, copies=copies, seed=seed, max_side=max_side, all_queries=all_queries, progress=progress)

@@ -25,7 +25,7 @@ def quiet_video_decoder() -> None:
 
 def is_film_source(source: str) -> bool:
     """Whether ``cbir palette``/``quantize`` should treat SOURCE as a film: a video file or a folder."""
-    from cbir.video import is_video_path
+    from cbir.films.video import is_video_path
 
     return os.path.isdir(source) or is_video_path(source)
 
@@ -50,8 +50,8 @@ class _FrameBar:
 
 
 def _sheet(shots: Any, out: str, *, columns: int) -> None:
-    from cbir.filmstrips import contact_sheet, timestamp
-    from cbir.swatches import save_image
+    from cbir.films.filmstrips import contact_sheet, timestamp
+    from cbir.palette.swatches import save_image
 
     save_image(out, contact_sheet(
         [shot.image for shot in shots.shots], [shot.palette for shot in shots.shots],
@@ -73,8 +73,8 @@ def _sheet(shots: Any, out: str, *, columns: int) -> None:
 def shots(video: str, k: int, sheet: str | None, columns: int, seed: int, as_json: bool, quiet: bool) -> None:
     """Split VIDEO into shots (cuts, fades, dissolves), each with its keyframe time and palette."""
     quiet_video_decoder()
-    from cbir.films import film_shots
-    from cbir.filmstrips import timestamp
+    from cbir.films.filmstrips import timestamp
+    from cbir.films.stills import film_shots
 
     with _FrameBar("shots", quiet=quiet) as bar:
         found = film_shots(video, palette_k=k, seed=seed, progress=bar)
@@ -93,10 +93,10 @@ def shots(video: str, k: int, sheet: str | None, columns: int, seed: int, as_jso
 def film_palette_command(source: str, *, k: int, method: str, sort: str, seed: int, out: str | None, barcode: str | None,
                          barcode_color: str, sheet: str | None, frames: int, as_json: bool) -> None:
     """``cbir palette VIDEO|FOLDER``: the palette of sampled frames, and optionally the barcode and the contact sheet."""
-    from cbir.films import film_palette, film_stills
-    from cbir.filmstrips import barcode as draw_barcode
-    from cbir.filmstrips import frame_color
-    from cbir.swatches import palette_strip, save_image
+    from cbir.films.filmstrips import barcode as draw_barcode
+    from cbir.films.filmstrips import frame_color
+    from cbir.films.stills import film_palette, film_stills
+    from cbir.palette.swatches import palette_strip, save_image
 
     quiet_video_decoder()
     stills = film_stills(source, n=frames)
@@ -124,10 +124,10 @@ def film_palette_command(source: str, *, k: int, method: str, sort: str, seed: i
 
 
 def _film_sheet(source: str, out: str, *, k: int, seed: int) -> None:
-    from cbir.films import film_shots, film_stills
-    from cbir.filmstrips import contact_sheet
+    from cbir.films.filmstrips import contact_sheet
+    from cbir.films.stills import film_shots, film_stills
     from cbir.palette import extract_palette
-    from cbir.swatches import save_image
+    from cbir.palette.swatches import save_image
 
     if not Path(source).is_dir():
         _sheet(film_shots(source, palette_k=k, seed=seed), out, columns=4)
@@ -142,7 +142,7 @@ def film_quantize_command(source: str, *, k: int, out: str, per_shot: bool, meth
                           quiet: bool) -> None:
     """``cbir quantize VIDEO --out OUT.avi``: every frame posterized with one palette (or one per shot)."""
     from cbir.errors import BadInputError
-    from cbir.video_posterize import posterize_video
+    from cbir.films.posterize import posterize_video
 
     if os.path.isdir(source):
         raise BadInputError(f"{source}: a folder; quantize takes one image or one video")

@@ -25,11 +25,11 @@ import numpy as np
 from cbir.codebook import DEFAULT_N_COLORS, MAX_SAMPLE_IMAGES, PIXELS_PER_IMAGE, Codebook, codebook_from_pixels
 from cbir.descriptor import Descriptor
 from cbir.errors import BadImageError, BadInputError, CodebookMismatchError
+from cbir.films.video import is_video_path
 from cbir.histogram import DEFAULT_LAYOUT, parse_layout
 from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
 from cbir.projection import Projection, project, stored_projection
 from cbir.store import Failure, FileState, ImageRecord, Store, as_stored
-from cbir.video import is_video_path
 from indexer.extract import Extractor, Outcome
 from indexer.project import update_vectors
 from indexer.roots import DEFAULT_MAX_REMOVAL_SHARE, adopt_legacy_root, check_removals, root_path

@@ -1,6 +1,6 @@
 """Videos in an indexed folder: one row per shot keyframe, a changed video replaced as a whole.
 
-A video is split into shots (:func:`cbir.films.film_shots`, one pass over its
+A video is split into shots (:func:`cbir.films.stills.film_shots`, one pass over its
 frames); each shot's keyframe gets the index's own histogram, as a still of it
 would, and is stored as ``video#t=SECONDS`` with the shot's times
 (:meth:`cbir.store.Store.replace_video`), so ``cbir search still.jpg`` names the
@@ -20,9 +20,9 @@ import numpy as np
 
 from cbir.descriptor import Descriptor
 from cbir.errors import BadImageError
-from cbir.films import film_shots
+from cbir.films.stills import film_shots
+from cbir.films.video import VideoReader, downscale, frame_path
 from cbir.store import Failure, ImageRecord, Store
-from cbir.video import VideoReader, downscale, frame_path
 
 #: Frames of each video that join the sample a new codebook is learned from.
 CODEBOOK_FRAMES = 8

@@ -44,10 +44,10 @@ from cbir.color_query import MAX_QUERY_COLORS, parse_hex, to_hex
 from cbir.descriptor import Descriptor
 from cbir.distances import COMPACT, SEARCH_METRICS
 from cbir.errors import BadImageError, BadInputError, CbirError, StoreError
-from cbir.filmstrips import timestamp
+from cbir.films.filmstrips import timestamp
+from cbir.films.video import split_frame_path
 from cbir.palette import area_shares, palette_from_histogram
 from cbir.store import VideoFrame, histogram_from_bytes
-from cbir.video import split_frame_path
 from search import http_collection
 from search.searcher import Searcher
 from search.sync_api import add_sync_route

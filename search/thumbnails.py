@@ -14,8 +14,8 @@ from collections import OrderedDict
 from PIL import Image
 
 from cbir.errors import BadInputError
+from cbir.films.video import VideoReader, split_frame_path
 from cbir.images import load_image
-from cbir.video import VideoReader, split_frame_path
 
 DEFAULT_THUMBNAIL_SIZE = 256
 DEFAULT_CACHE_BYTES = 64_000_000

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cbir.cli import main
-from cbir.video import VideoReader
+from cbir.films.video import VideoReader
 from tests.clips import make_clip, write_clip
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cbir.benchmarks import load_benchmark
 from cbir.errors import BadInputError
+from cbir.evaluation.benchmarks import load_benchmark
 from cbir.fetch import catalog
 from cbir.fetch.archives import UnsafeArchiveError
 from cbir.fetch.catalog import MANIFEST, default_dir, find_dataset, resolve_dataset

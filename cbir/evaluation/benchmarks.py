@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cbir.errors import BadInputError
-from cbir.evaluation import Item
+from cbir.evaluation.protocol import Item
 from cbir.images import IMAGE_EXTENSIONS, is_image_path
 
 PROTOCOLS = ("classes", "wang", "holidays", "ukbench", "csv:FILE")

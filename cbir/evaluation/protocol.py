@@ -325,7 +325,7 @@ def evaluate(
     Parameters
     ----------
     items : sequence of Item
-        The benchmark (see :mod:`cbir.benchmarks`); paths must be spelled as the ranker returns them.
+        The benchmark (see :mod:`cbir.evaluation.benchmarks`); paths must be spelled as the ranker returns them.
     ranker : callable(list of query paths) -> iterable of rankings
         Rankings must cover the whole collection for AP to be exact.
     protocol, metric, config :

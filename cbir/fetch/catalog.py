@@ -2,7 +2,7 @@
 
 A set is described by a :class:`DatasetSpec`: its archives (URL, file name, published
 checksum if any), which archive members are its images and the flat names they get, the
-image count to expect, and the protocol of :mod:`cbir.benchmarks` that reads it.
+image count to expect, and the protocol of :mod:`cbir.evaluation.benchmarks` that reads it.
 
 Where sets live, in this order (the first that applies):
 

@@ -1,6 +1,6 @@
 """Sets built on this machine rather than downloaded: ``skimage-dup``.
 
-``skimage-dup`` is :func:`cbir.transforms.make_benchmark` (6 edited copies per source, seed 0,
+``skimage-dup`` is :func:`cbir.evaluation.transforms.make_benchmark` (6 edited copies per source, seed 0,
 every image a query) applied to the sample images that ship inside scikit-image
 (``skimage/data``), each whole and in its four quadrants. It shares no image with Wang and
 rewards other things: near-duplicates under crops, rescaling, JPEG, brightness/contrast and
@@ -75,7 +75,7 @@ def build_skimage_dup(
     """
     import skimage
 
-    from cbir.transforms import make_benchmark
+    from cbir.evaluation.transforms import make_benchmark
 
     out = Path(out)
     source = out.with_name(out.name + "-sources")

@@ -1,6 +1,6 @@
 """Pictures of films: the movie barcode and the contact sheet of shots with their palettes.
 
-Arrays in, arrays out (uint8 RGB on white); write them with :func:`cbir.swatches.save_image`.
+Arrays in, arrays out (uint8 RGB on white); write them with :func:`cbir.palette.swatches.save_image`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 
 from cbir.errors import BadInputError
 from cbir.palette import Palette
-from cbir.swatches import BACKGROUND, palette_strip
+from cbir.palette.swatches import BACKGROUND, palette_strip
 
 BARCODE_MODES = ("average", "dominant")
 #: Bits kept per channel when finding a frame's dominant color (4: a 4096-cell RGB grid).

@@ -1,7 +1,7 @@
 """The "A Scanner Darkly" effect on a video: every frame posterized with one palette, so colors do not flicker.
 
 The palette is learned once, from frames sampled across the whole video (or once
-per shot, from the frames :func:`cbir.films.film_shots` keeps of it), then every
+per shot, from the frames :func:`cbir.films.stills.film_shots` keeps of it), then every
 frame is streamed through: each pixel takes the color of its nearest palette color
 in L*a*b*, found through a 24-bit table filled as colors are met
 (:class:`cbir.color.QuantizationTable`), so a frame costs about one lookup per
@@ -20,9 +20,9 @@ import numpy as np
 
 from cbir.color import QuantizationTable, pack_rgb
 from cbir.errors import BadInputError
-from cbir.films import film_palette, film_shots
+from cbir.films.stills import film_palette, film_shots
+from cbir.films.video import LOSSLESS_FOURCCS, VideoReader, VideoWriter, writer_fourcc
 from cbir.palette import DEFAULT_METHOD, Palette, check_k
-from cbir.video import LOSSLESS_FOURCCS, VideoReader, VideoWriter, writer_fourcc
 
 #: Frames sampled across the video to learn its palette.
 PALETTE_SAMPLES = 64

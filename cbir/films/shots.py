@@ -272,7 +272,7 @@ class Boundaries:
 
 
 def detect_boundaries(frames: np.ndarray | list[np.ndarray], **options: float) -> Boundaries:
-    """Shot boundaries of frames held in memory (tests, short clips); :func:`cbir.films.film_shots` streams a file.
+    """Shot boundaries of frames held in memory (tests, short clips); :func:`cbir.films.stills.film_shots` streams a file.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """Films: the shots of a video with a keyframe and palette each, and the palette of a whole film or folder of stills.
 
 :func:`film_shots` reads a video once, front to back: every frame goes through
-shot detection (:mod:`cbir.shots`), and each shot keeps at most
+shot detection (:mod:`cbir.films.shots`), and each shot keeps at most
 :data:`SHOT_SAMPLES` evenly spaced small frames (the spacing doubles when the
 shot grows), from which its keyframe (the one nearest the shot's middle) and its
 palette are taken. Memory is a few megabytes whatever the length.
@@ -21,10 +21,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cbir.errors import BadImageError, BadInputError
+from cbir.films.shots import ANALYSIS_SIDE, ShotDetector, frame_signature
+from cbir.films.video import VideoInfo, VideoReader, bgr_to_rgb, downscale, is_video_path
 from cbir.images import is_image_path, load_image
 from cbir.palette import DEFAULT_METHOD, Palette, extract_palette, grid_subsample
-from cbir.shots import ANALYSIS_SIDE, ShotDetector, frame_signature
-from cbir.video import VideoInfo, VideoReader, bgr_to_rgb, downscale, is_video_path
 
 #: Longer side of the frames kept for keyframes, palettes and contact sheets.
 KEYFRAME_SIDE = 320

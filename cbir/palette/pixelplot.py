@@ -16,7 +16,7 @@ import numpy as np
 
 from cbir.color import nearest_codewords, rgb_to_lab
 from cbir.errors import BadInputError
-from cbir.palette import DEFAULT_METHOD, Palette, check_k, check_rgb, extract_palette
+from cbir.palette.extract import DEFAULT_METHOD, Palette, check_k, check_rgb, extract_palette
 
 SPACES = ("rgb", "lab")
 DEFAULT_K = 8

@@ -17,7 +17,7 @@ import numpy as np
 from cbir.codebook import Codebook
 from cbir.color import N_COLORS_24BIT, nearest_codewords, pack_rgb, rgb_to_lab
 from cbir.errors import BadInputError, StoreError
-from cbir.palette import DEFAULT_METHOD, Palette, check_k, check_rgb, extract_palette
+from cbir.palette.extract import DEFAULT_METHOD, Palette, check_k, check_rgb, extract_palette
 
 if TYPE_CHECKING:
     from cbir.store import Store

@@ -20,7 +20,7 @@ once, with the codebook a real ``cbir index`` run learns (one database per size 
 and query expansion are then evaluated on those code maps with the library's own
 functions (``cbir.histogram.histogram``, ``cbir.distances.distance_function``,
 ``cbir.evaluation``), leave-one-out, ties broken by path order as the index does.
-The peers are measured with ``cbir.peers``. The final default is confirmed through
+The peers are measured with ``cbir.evaluation.peers``. The final default is confirmed through
 the real command: ``cbir evaluate wang``.
 """
 
@@ -37,15 +37,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cbir.benchmarks import load_benchmark
 from cbir.distances import chi2, distance_function, soft_similarity, soften
 from cbir.evaluation import Item, evaluate
+from cbir.evaluation.benchmarks import load_benchmark
+from cbir.evaluation.peers import PeerIndex, peer
+from cbir.evaluation.transforms import GROUND_TRUTH, make_benchmark
 from cbir.fetch import find_dataset
 from cbir.histogram import DEFAULT_LAYOUT, histogram
 from cbir.images import decode_image, read_bytes
-from cbir.peers import PeerIndex, peer
 from cbir.store import Store
-from cbir.transforms import GROUND_TRUTH, make_benchmark
 from indexer import index_folder
 from indexer.scan import scan
 

@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cbir.benchmarks import load_benchmark
 from cbir.evaluation import evaluate
+from cbir.evaluation.benchmarks import load_benchmark
 from cbir.store import Store
 from indexer import index_folder
 from indexer.neighbours import update_augmented

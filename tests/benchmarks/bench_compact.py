@@ -156,7 +156,7 @@ def main() -> None:
     args.wang = _fetched("wang", args.wang)  # bench_accuracy no longer builds skimage-dup: 'cbir datasets fetch'
     second = _fetched("skimage-dup", args.skimage_dup)
     dup = _wang_dup(args.work, args.wang)
-    from cbir.transforms import GROUND_TRUTH
+    from cbir.evaluation.transforms import GROUND_TRUTH
 
     sets = [
         _dataset("wang", args.wang, "wang"),

@@ -44,8 +44,8 @@ from bench_accuracy import _second_set, _wang_dup
 
 from cbir.distances import paired_distance_function
 from cbir.duplicates import group_edges, pair_scores
+from cbir.evaluation.transforms import GROUND_TRUTH, make_benchmark
 from cbir.store import Store
-from cbir.transforms import GROUND_TRUTH, make_benchmark
 from indexer import index_folder
 from search import Searcher
 from search.duplicates import DEFAULT_K, DEFAULT_THRESHOLD, DUPLICATE_METRIC, candidate_edges

@@ -3,7 +3,7 @@
     python tests/benchmarks/bench_index.py [--images 5000] [--workdir DIR] [--repeat 3] [--scale 1] [--json]
 
 1. Makes (or reuses, in --workdir) a folder of JPEGs: near-duplicate copies of
-   ../shared/datasets/wang made by ``cbir.transforms.make_benchmark`` (crops,
+   ../shared/datasets/wang made by ``cbir.evaluation.transforms.make_benchmark`` (crops,
    rescales, re-encodes, color shifts, flips, rotations, blur), enough copies per
    source to reach --images; with --scale, every copy enlarged by that factor
    (photo-sized files, which cbir decodes at a reduced scale).
@@ -43,7 +43,7 @@ def make_folder(workdir: Path, images: int, scale: float = 1.0) -> Path:
     folder = workdir / f"wang-copies-{images}" if scale == 1 else workdir / f"wang-copies-{images}-x{scale:g}"
     if folder.exists():
         return folder
-    from cbir.transforms import make_benchmark
+    from cbir.evaluation.transforms import make_benchmark
 
     sources = len(list(WANG.glob("*.jpg")))
     copies = max(1, -(-images // sources) - 1)

@@ -77,7 +77,7 @@ def child(task: str, path: str, repeats: int) -> None:
     cv2.setNumThreads(1)
     from cbir.images import load_image
     from cbir.palette import extract_palette
-    from cbir.posterize import posterize
+    from cbir.palette.posterize import posterize
 
     seconds = []
     for _ in range(repeats + 1):

@@ -85,8 +85,8 @@ def decode(path: Path) -> None:
 
 
 def detect(path: Path) -> list[int]:
-    from cbir.shots import ANALYSIS_SIDE, ShotDetector, frame_signature
-    from cbir.video import VideoReader, bgr_to_rgb, downscale
+    from cbir.films.shots import ANALYSIS_SIDE, ShotDetector, frame_signature
+    from cbir.films.video import VideoReader, bgr_to_rgb, downscale
 
     detector, found = ShotDetector(), []
     with VideoReader(path) as reader:
@@ -101,19 +101,19 @@ def detect(path: Path) -> list[int]:
 
 
 def shots(path: Path) -> list[int]:
-    from cbir.films import film_shots
+    from cbir.films.stills import film_shots
 
     return [shot.start for shot in film_shots(path).shots[1:]]
 
 
 def encode(path: Path, out: Path, codec: str) -> None:
-    from cbir.video_posterize import decode_encode_seconds
+    from cbir.films.posterize import decode_encode_seconds
 
     decode_encode_seconds(path, out, codec=codec)
 
 
 def posterize(path: Path, out: Path, codec: str) -> None:
-    from cbir.video_posterize import posterize_video
+    from cbir.films.posterize import posterize_video
 
     posterize_video(path, out, k=8, codec=codec)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cbir.benchmarks import load_benchmark
 from cbir.errors import BadInputError
+from cbir.evaluation.benchmarks import load_benchmark
 from tests.conftest import solid, write_image
 
 

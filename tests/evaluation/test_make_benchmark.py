@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cbir.benchmarks import load_benchmark
 from cbir.cli import main
 from cbir.errors import BadInputError
+from cbir.evaluation.benchmarks import load_benchmark
+from cbir.evaluation.transforms import EDITS, GROUND_TRUTH, make_benchmark, near_duplicate
 from cbir.images import load_image
-from cbir.transforms import EDITS, GROUND_TRUTH, make_benchmark, near_duplicate
 from tests.conftest import PALETTE, gradient, two_tone, write_image
 
 

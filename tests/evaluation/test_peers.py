@@ -9,7 +9,7 @@ import pytest
 
 from cbir.distances import chi2, l1
 from cbir.errors import BadImageError, BadInputError
-from cbir.peers import PeerIndex, hsv_region_histogram, peer, rgb_grid_histogram
+from cbir.evaluation.peers import PeerIndex, hsv_region_histogram, peer, rgb_grid_histogram
 from tests.conftest import PALETTE, noisy, solid, two_tone, write_image
 
 

@@ -7,11 +7,11 @@ import pytest
 
 from cbir.color import pack_rgb
 from cbir.errors import BadInputError, BadVideoError
-from cbir.films import film_palette, film_shots, film_stills
-from cbir.filmstrips import barcode, contact_sheet, frame_color, timestamp
+from cbir.films.filmstrips import barcode, contact_sheet, frame_color, timestamp
+from cbir.films.posterize import decode_encode_seconds, posterize_video
+from cbir.films.stills import film_palette, film_shots, film_stills
+from cbir.films.video import VideoReader
 from cbir.palette import extract_palette
-from cbir.video import VideoReader
-from cbir.video_posterize import decode_encode_seconds, posterize_video
 from tests.clips import SCENES, make_clip, write_clip
 
 PLAN = [("scene", 40), ("cut", 0), ("scene", 35), ("fade", 12), ("scene", 40), ("cut", 0), ("scene", 30)]
@@ -51,7 +51,7 @@ def test_film_shots(clip):
 
 
 def test_shot_frames_kept_stay_bounded(tmp_path):
-    from cbir import films
+    from cbir.films import stills as films
 
     frames, _ = make_clip([("scene", 140)])
     path = write_clip(tmp_path / "long.avi", frames)

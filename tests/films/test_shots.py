@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cbir.shots import ShotDetector, detect_boundaries, frame_signature, shot_codebook
-from cbir.video import VideoReader
+from cbir.films.shots import ShotDetector, detect_boundaries, frame_signature, shot_codebook
+from cbir.films.video import VideoReader
 from tests.clips import make_clip, scene_frame, write_clip
 
 PLANS = {
@@ -103,8 +103,8 @@ def test_bad_frame_is_a_named_error():
 
 def test_signature_is_the_engines_softened_histogram():
     from cbir.distances import soft_similarity, soften
+    from cbir.films.shots import LAYOUT, SMOOTHING_SIGMA
     from cbir.histogram import histogram
-    from cbir.shots import LAYOUT, SMOOTHING_SIGMA
 
     frame = scene_frame(2, 5)
     codebook = shot_codebook()

@@ -1,4 +1,4 @@
-"""Video files through cbir.video: reading, sampling, seeking, writing, frame paths, and broken files."""
+"""Video files through cbir.films.video: reading, sampling, seeking, writing, frame paths, and broken files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cbir.errors import BadImageError, BadInputError, BadVideoError
-from cbir.video import VideoReader, VideoWriter, frame_path, is_video_path, split_frame_path, writer_fourcc
+from cbir.films.video import VideoReader, VideoWriter, frame_path, is_video_path, split_frame_path, writer_fourcc
 from tests.clips import make_clip, write_clip
 
 

@@ -15,7 +15,6 @@ from cbir.color import lab_to_rgb, rgb_to_lab
 from cbir.errors import BadInputError
 from cbir.images import load_image
 from cbir.palette import (
-    EXACT_PATH_COLORS,
     METHODS,
     SORT_ORDERS,
     extract_palette,
@@ -23,6 +22,7 @@ from cbir.palette import (
     path_length,
     sort_palette,
 )
+from cbir.palette.extract import EXACT_PATH_COLORS
 from tests.conftest import PALETTE, noisy, write_image
 
 THREE = {"red": (PALETTE["red"], 0.5), "green": (PALETTE["green"], 0.3), "blue": (PALETTE["blue"], 0.2)}

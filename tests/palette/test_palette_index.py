@@ -15,7 +15,7 @@ from cbir.errors import CodebookMismatchError, StoreError
 from cbir.histogram import dominant_colors
 from cbir.images import load_image
 from cbir.palette import indexed_palette, palette_from_histogram
-from cbir.posterize import index_codebook, posterize_with_codebook
+from cbir.palette.posterize import index_codebook, posterize_with_codebook
 from cbir.store import Store
 from indexer import index_folder
 from tests.conftest import PALETTE, gradient, noisy, solid, two_tone, write_image

@@ -1,4 +1,4 @@
-"""3-D pixel plots (cbir.pixelplot) and `cbir plot-pixels`, on real files."""
+"""3-D pixel plots (cbir.palette.pixelplot) and `cbir plot-pixels`, on real files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 from cbir.cli import main
 from cbir.color import nearest_codewords
 from cbir.errors import BadInputError
-from cbir.pixelplot import pixel_cloud, save_pixel_plot
+from cbir.palette.pixelplot import pixel_cloud, save_pixel_plot
 from tests.conftest import PALETTE, noisy, write_image
 
 

@@ -1,4 +1,4 @@
-"""Posterized images (cbir.posterize) and `cbir quantize` without an index, on real files."""
+"""Posterized images (cbir.palette.posterize) and `cbir quantize` without an index, on real files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from cbir.cli import main
 from cbir.color import rgb_to_lab
 from cbir.errors import BadInputError
 from cbir.images import load_image
-from cbir.posterize import assign_to_centers, posterize
+from cbir.palette.posterize import assign_to_centers, posterize
 from tests.conftest import PALETTE, gradient, noisy, write_image
 
 

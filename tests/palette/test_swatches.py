@@ -1,4 +1,4 @@
-"""Palette strips and composites (cbir.swatches), and `cbir palette --out`, on real files."""
+"""Palette strips and composites (cbir.palette.swatches), and `cbir palette --out`, on real files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from cbir.cli import main
 from cbir.errors import BadInputError
 from cbir.images import load_image
-from cbir.swatches import palette_strip, save_image, side_by_side, strip_margin, with_strip
+from cbir.palette.swatches import palette_strip, save_image, side_by_side, strip_margin, with_strip
 from tests.conftest import PALETTE, noisy, write_image
 
 WHITE = np.array([255, 255, 255], dtype=np.uint8)
