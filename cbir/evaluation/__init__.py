@@ -12,23 +12,18 @@ a ranker is passed in as a function.
 """
 
 from cbir.evaluation.benchmarks import Benchmark, load_benchmark
-from cbir.evaluation.peers import PeerIndex, peer
-from cbir.evaluation.plots import plot_reports
-from cbir.evaluation.protocol import (
-    CUTOFFS,
+from cbir.evaluation.metrics import (
     RECALL_LEVELS,
-    EvaluationReport,
-    Item,
-    QueryResult,
     average_precision,
-    evaluate,
     interpolated_precision,
     mean_average_precision,
     ns_score,
     precision_at,
     recall_at,
-    score_ranking,
 )
+from cbir.evaluation.peers import PeerIndex, peer
+from cbir.evaluation.plots import plot_reports
+from cbir.evaluation.protocol import CUTOFFS, EvaluationReport, Item, QueryResult, evaluate, score_ranking
 from cbir.evaluation.transforms import EDITS, GROUND_TRUTH, make_benchmark, near_duplicate
 
 __all__ = [

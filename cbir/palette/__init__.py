@@ -1,7 +1,8 @@
 """Palettes: an image's dominant colors, and the pictures made from them.
 
-``extract``    dominant colors clustered in L*a*b* with their shares (:func:`extract_palette`); the orders a
-               palette can be shown in; the palette of an indexed image from its stored histogram
+``extract``    dominant colors clustered in L*a*b* with their shares (:func:`extract_palette`)
+``order``      the orders a palette can be shown in (share, lightness, hue, ..., perceptual shortest path)
+``indexed``    the palette of an indexed image, from its stored histogram
 ``swatches``   swatch strips and proportional bars, set under an image or beside another
 ``posterize``  every pixel replaced by its nearest palette (or codebook) color
 ``pixelplot``  the 3-D scatter of an image's pixels, colored by cluster
@@ -15,23 +16,18 @@ store) and never ``cbir.cli``, ``indexer`` or ``search``.
 from cbir.palette.extract import (
     DEFAULT_K,
     DEFAULT_METHOD,
-    DEFAULT_SORT,
     MAX_K,
     METHODS,
-    SORT_ORDERS,
     Palette,
     PaletteColor,
-    area_shares,
     check_k,
     check_rgb,
     extract_palette,
     grid_subsample,
-    indexed_palette,
-    palette_from_histogram,
-    palette_order,
-    path_length,
     sort_palette,
 )
+from cbir.palette.indexed import area_shares, indexed_palette, palette_from_histogram
+from cbir.palette.order import DEFAULT_SORT, SORT_ORDERS, palette_order, path_length
 
 __all__ = [
     "DEFAULT_K",

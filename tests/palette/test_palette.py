@@ -22,7 +22,7 @@ from cbir.palette import (
     path_length,
     sort_palette,
 )
-from cbir.palette.extract import EXACT_PATH_COLORS
+from cbir.palette.order import EXACT_PATH_COLORS
 from tests.conftest import PALETTE, noisy, write_image
 
 THREE = {"red": (PALETTE["red"], 0.5), "green": (PALETTE["green"], 0.3), "blue": (PALETTE["blue"], 0.2)}
