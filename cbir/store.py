@@ -587,13 +587,13 @@ class Store:
             yield ids, vectors_from_bytes([r.vector for r in rows])
             last = int(ids[-1])
 
-    def sample_histograms(self, n: int, *, seed: int) -> np.ndarray:
-        """Histograms of at most ``n`` images drawn with ``seed`` (all of them when fewer), shape (s, d)."""
+    def sample_ids(self, n: int, *, seed: int) -> np.ndarray:
+        """Ids (sorted) of at most ``n`` images drawn with ``seed`` (all of them when fewer)."""
         with self.engine.connect() as conn:
             ids = np.fromiter(conn.execute(select(ImageRow.id).order_by(ImageRow.id)).scalars(), dtype=np.int64)
         if len(ids) > n:
             ids = np.sort(np.random.default_rng(seed).choice(ids, size=n, replace=False))
-        return self.histograms(ids)
+        return ids
 
     def meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:
