@@ -19,6 +19,7 @@ import numpy as np
 from cbir.codebook import Codebook
 from cbir.embedding import Embedding
 from cbir.errors import BadInputError
+from cbir.index_kind import COMPACT_ANN_MIN_SIZE, COMPACT_NPROBE, PQ_BYTES, PQ_CANDIDATES, compact_kind  # noqa: F401
 from cbir.store import Store
 
 #: Below this many rows an IVF index has nothing to gain: a flat one stands in for it.
@@ -70,35 +71,51 @@ class VectorIndex:
     Parameters
     ----------
     index : faiss.Index
-        An index wrapped in ``IndexIDMap2`` (ids = store row ids).
+        A flat index wrapped in ``IndexIDMap2``, or an IVF one holding its ids (ids = store row ids).
     stamp : Stamp
     """
 
     def __init__(self, index: faiss.Index, stamp: Stamp) -> None:
         self.index = index
         self.stamp = stamp
+        #: ``ivfpq``: (ids sorted, positions, full vectors (n, dim)) its candidates are re-ranked with.
+        self.refine: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def empty(cls, dim: int, stamp: Stamp, *, train: np.ndarray | None = None, seed: int = 0) -> VectorIndex:
         """A new index of ``stamp.kind`` for vectors of ``dim``; an IVF index is trained on ``train`` (t, dim).
 
         ``"flat"`` is an exact L2 scan; ``"ivf"`` an IndexIVFFlat with about sqrt(n) lists for
-        n = ``stamp.count`` (trained on at most 64 vectors a list: seconds at a million).
+        n = ``stamp.count`` (trained on at most 64 vectors a list: seconds at a million); ``"ivfpq"``
+        the same lists of :data:`PQ_BYTES`-byte product-quantized codes (give it full vectors to
+        re-rank with: :meth:`attach_refine`).
         """
         if stamp.kind == "flat":
             base: faiss.Index = faiss.IndexFlatL2(dim)
-        elif stamp.kind == "ivf":
+        elif stamp.kind in ("ivf", "ivfpq"):
             if train is None or not len(train):
                 raise BadInputError("an IVF index needs training vectors")
             n_lists = int(max(1, min(np.sqrt(stamp.count), len(train) // 39)))
-            base = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, n_lists, faiss.METRIC_L2)
+            if stamp.kind == "ivf":
+                base = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, n_lists, faiss.METRIC_L2)
+            else:
+                sub = PQ_BYTES if dim % PQ_BYTES == 0 else 1
+                bits = 8 if len(train) >= 256 * 4 else 4  # FAISS needs a few points per codeword
+                base = faiss.IndexIVFPQ(faiss.IndexFlatL2(dim), dim, n_lists, sub, bits)
             base.cp.seed = seed
             base.cp.niter = 10
             base.train(np.ascontiguousarray(train[: 64 * n_lists], dtype=np.float32))
             base.nprobe = 16
         else:
-            raise BadInputError(f"unknown index kind {stamp.kind!r}; choose flat or ivf")
-        return cls(faiss.IndexIDMap2(base), stamp)
+            raise BadInputError(f"unknown index kind {stamp.kind!r}; choose flat, ivf or ivfpq")
+        # IVF keeps ids itself (and can remove some, which an IndexIDMap2 around it would get wrong).
+        return cls(faiss.IndexIDMap2(base) if stamp.kind == "flat" else base, stamp)
+
+    @property
+    def base(self) -> faiss.Index:
+        """The index proper (inside its id map, if it has one)."""
+        inner = getattr(self.index, "index", None)
+        return faiss.downcast_index(inner) if inner is not None else self.index
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors (n, dim) under store row ids (n,)."""
@@ -115,20 +132,57 @@ class VectorIndex:
 
     def set_nprobe(self, nprobe: int) -> None:
         """How many IVF lists to visit (no effect on a flat index)."""
-        base = faiss.downcast_index(self.index.index)  # type: ignore[attr-defined]
+        base = self.base
         if hasattr(base, "nprobe"):
             base.nprobe = int(nprobe)
 
     @property
     def n_lists(self) -> int:
-        base = faiss.downcast_index(self.index.index)  # type: ignore[attr-defined]
-        return int(getattr(base, "nlist", 1))
+        return int(getattr(self.base, "nlist", 1))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Squared L2 distances and ids of the ``k`` nearest, shapes (q, k); missing slots have id -1."""
+        """Squared L2 distances and ids of the ``k`` nearest, shapes (q, k); missing slots have id -1.
+
+        With full vectors attached (``ivfpq``), :data:`PQ_CANDIDATES` x k candidates are re-ranked by
+        their exact distances, so the distances are exact (the ranking still approximate).
+        """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(int(k), self.size)) if self.size else 1
-        return self.index.search(queries, k)
+        if self.refine is None:
+            return self.index.search(queries, k)
+        squared, found = self.index.search(queries, min(self.size, PQ_CANDIDATES * k))
+        out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
+        out_i = np.full((len(queries), k), -1, dtype=np.int64)
+        for row, (query, ids) in enumerate(zip(queries, found)):
+            ids = ids[ids >= 0]
+            exact = ((self.vectors_of(ids) - query) ** 2).sum(axis=1)
+            order = np.lexsort((ids, exact))[:k]
+            out_d[row, : len(order)], out_i[row, : len(order)] = exact[order], ids[order]
+        return out_d, out_i
+
+    def attach_refine(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Full vectors (n, dim) of ``ids`` (any order; may be a memory map) to re-rank candidates with."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) != len(vectors):
+            raise BadInputError(f"{len(ids)} ids for {len(vectors)} vectors")
+        order = np.argsort(ids, kind="stable")
+        self.refine = (ids[order], order, vectors)
+
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        """The full vectors of stored ``ids`` (a flat index's own, or the attached ones), float32 (n, dim)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.refine is None:
+            return self.index.reconstruct_batch(ids)
+        sorted_ids, order, vectors = self.refine
+        where = np.searchsorted(sorted_ids, ids)
+        if len(ids) and (where.max() >= len(sorted_ids) or (sorted_ids[where] != ids).any()):
+            raise BadInputError("ids not in the index asked for their vectors")
+        positions = order[where]
+        # Read in position order (a memory map pages in forward), then put back in the order asked.
+        back = np.argsort(positions)
+        out = np.empty((len(ids), vectors.shape[1]), dtype=np.float32)
+        out[back] = vectors[positions[back]]
+        return out
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index with its stamp to one file, atomically (a reader sees old or new, whole)."""
@@ -166,18 +220,6 @@ def current_stamp(store: Store, codebook: Codebook, embedding: Embedding, *, kin
     return Stamp(codebook.fingerprint, embedding.name, store.generation(), store.count(), kind)
 
 
-def compact_kind(count: int) -> str:
-    """The index kind for ``count`` compact vectors: exact flat below :data:`COMPACT_ANN_MIN_SIZE`, IVF from there."""
-    return "ivf" if count >= COMPACT_ANN_MIN_SIZE else "flat"
-
-
-#: From this many images the compact vectors are searched through IVF lists (approximate); below, a flat
-#: scan is exact and already fast (README, "Scale": 100,000 x 128 floats take ~10 ms to scan on one core).
-COMPACT_ANN_MIN_SIZE = 100_000
-#: IVF lists visited per compact query: measured recall@10 >= 0.95 at 1M (bench_search.py).
-COMPACT_NPROBE = 24
-
-
 def save_mapped(index: VectorIndex, path: str | os.PathLike[str]) -> None:
     """Write ``index`` as a plain FAISS file (so it can be memory-mapped) and its stamp beside it, atomically each."""
     path = Path(path)
@@ -207,24 +249,10 @@ def load_mapped(path: str | os.PathLike[str]) -> VectorIndex | None:
 def ensure_compact_index(
     store: Store, codebook: Codebook, projection_id: int, embedding: Embedding, *, augmented: bool = False,
 ) -> VectorIndex:
-    """The saved index of the stored compact vectors if up to date, else one built from them (and saved).
+    """:func:`cbir.compact_index.ensure_compact_index` (the saved compact index, up to date)."""
+    from cbir.compact_index import ensure_compact_index as ensure
 
-    The kind follows the size (:func:`compact_kind`); vectors are read from the store, not recomputed.
-    ``augmented``: index the augmented search vectors (DBA) where stored (the embedding's name must say so).
-    """
-    stamp = current_stamp(store, codebook, embedding, kind=compact_kind(store.count()))
-    path = store.derived_path(f"{embedding.name}.{stamp.kind}.faiss")
-    loaded = load_mapped(path)
-    if loaded is not None and loaded.stamp == stamp:
-        loaded.set_nprobe(COMPACT_NPROBE)
-        return loaded
-    built = build_vector_index(store, embedding, stamp, batches=lambda: store.iter_vectors(projection_id, augmented=augmented))
-    built.set_nprobe(COMPACT_NPROBE)
-    try:
-        save_mapped(built, path)
-    except (OSError, RuntimeError):
-        pass  # a read-only location costs only a rebuild next time
-    return built
+    return ensure(store, codebook, projection_id, embedding, augmented=augmented)
 
 
 def build_vector_index(
@@ -245,7 +273,7 @@ def build_vector_index(
     # The stamp keeps the kind asked for, whatever stands in for it.
     kind = stamp.kind if stamp.kind == "flat" or stamp.count >= IVF_MIN_SIZE else "flat"
     train = None
-    if kind == "ivf":
+    if kind != "flat":
         step = max(1, stamp.count // (64 * int(np.sqrt(stamp.count))))
         train = np.concatenate([V[::step] for _, V in batches()])
     as_built = Stamp(stamp.fingerprint, stamp.embedding, stamp.generation, stamp.count, kind)

@@ -452,9 +452,9 @@ class Searcher:
     def _search_vectors(self, ids: np.ndarray, method: str) -> np.ndarray:
         """The searched (augmented when DBA is on) compact vectors of ``ids``."""
         index = self._indexes.get(self._compact_key())
-        if method not in ("exact", "brute") and index is not None and index.stamp.kind == "flat":
-            return index.index.reconstruct_batch(ids)
-        all_ids, V = self.compact_vectors()  # IVF-PQ keeps codes, not the vectors
+        if method not in ("exact", "brute") and index is not None and index.stamp.kind != "ivf":
+            return index.vectors_of(ids)  # a flat index's own vectors, or IVF-PQ's memory-mapped ones
+        all_ids, V = self.compact_vectors()
         return V[np.searchsorted(all_ids, ids)]
 
     def _compact_key(self) -> str:

@@ -179,11 +179,12 @@ def test_the_default_reranks_the_compact_top_by_exact_chi2_soft(color_folder, tm
 
 
 def test_large_collections_use_a_memory_mapped_ivf_index(tmp_path, monkeypatch):
+    import cbir.index_kind
     import cbir.vectors
     from cbir.codebook import Codebook
     from cbir.projection import stored_projection
 
-    monkeypatch.setattr(cbir.vectors, "COMPACT_ANN_MIN_SIZE", 1500)  # the IVF path without 100,000 rows
+    monkeypatch.setattr(cbir.index_kind, "COMPACT_ANN_MIN_SIZE", 1500)  # the IVF path without 100,000 rows
     X = _sparse_histograms(3000, seed=4)
     centers = np.random.default_rng(2).uniform([0, -60, -60], [100, 60, 60], size=(32, 3)).astype(np.float32)
     with Store(tmp_path / "big.db", create=True) as store:
