@@ -23,14 +23,15 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from cbir.codebook import Codebook
 from cbir.embedding import Embedding
 from cbir.index_kind import COMPACT_NPROBE, compact_kind
 from cbir.store import Store
-from cbir.vectors import Stamp, VectorIndex, build_vector_index, current_stamp, load_mapped, save_mapped
+from cbir.vectors import (
+    Stamp, VectorIndex, build_vector_index, current_stamp, load_mapped, load_writable, save_mapped,
+)
 
 #: An IVF index is retrained (rebuilt) once the collection is this many times the vectors it was trained on.
 RETRAIN_GROWTH = 4.0
@@ -187,12 +188,11 @@ def _update(path: Path, loaded: tuple[VectorIndex, np.ndarray, np.ndarray, int],
     drop = np.concatenate([removed, *gone_or_changed])
     add_ids = np.concatenate(new_ids) if new_ids else np.empty(0, np.int64)
     add_vectors = np.concatenate(new_vectors) if new_vectors else np.empty((0, old.index.d), np.float32)
-    if len(drop) and (stamp.kind == "ivfpq" or isinstance(old.index, faiss.IndexIDMap2)):
+    if len(drop) and (stamp.kind == "ivfpq" or old.index is not old.base):
         return None  # ivfpq: its full vectors file is append-only; an IVF inside an id map cannot remove
     _, refine = _sidecars(path)
-    index = VectorIndex(faiss.read_index(str(path)), old.stamp)  # writable (the saved one is memory-mapped)
-    if len(drop):
-        index.index.remove_ids(faiss.IDSelectorBatch(len(drop), faiss.swig_ptr(np.ascontiguousarray(drop, np.int64))))
+    index = load_writable(path, old.stamp)  # the saved one is memory-mapped, read-only
+    index.remove(drop)
     index.add(add_ids, add_vectors)
     kept = np.isin(old_ids, drop, invert=True)
     ids = np.concatenate([old_ids[kept], add_ids])

@@ -126,6 +126,13 @@ class VectorIndex:
         if len(ids):
             self.index.add_with_ids(vectors, ids)
 
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove store row ids from an IVF index (not one inside an id map: it would renumber wrongly)."""
+        if self.index is not self.base:
+            raise BadInputError("only an IVF index holding its own ids can remove vectors")
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        return int(self.index.remove_ids(faiss.IDSelectorBatch(len(ids), faiss.swig_ptr(ids)))) if len(ids) else 0
+
     @property
     def size(self) -> int:
         return int(self.index.ntotal)
@@ -244,6 +251,11 @@ def load_mapped(path: str | os.PathLike[str]) -> VectorIndex | None:
     if index.ntotal != stamp.count:
         return None
     return VectorIndex(index, stamp)
+
+
+def load_writable(path: str | os.PathLike[str], stamp: Stamp) -> VectorIndex:
+    """A file of :func:`save_mapped` read whole into memory (so vectors can be added or removed)."""
+    return VectorIndex(faiss.read_index(str(path)), stamp)
 
 
 def ensure_compact_index(

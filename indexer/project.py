@@ -34,6 +34,7 @@ class VectorReport:
     projection: str = ""
     dim: int = 0
     augmented: int = 0
+    repacked: int = 0
 
 
 def _needs_fit(store: Store, current: tuple[int, Projection] | None, *, refit: bool) -> bool:
@@ -64,7 +65,8 @@ def update_vectors(
     codebook_id, codebook
         The index's codebook.
     refit : bool
-        Fit a new projection on a fresh sample even if one exists.
+        Fit a new projection on a fresh sample even if one exists (histograms an older cbir stored
+        dense are first rewritten sparse: :func:`indexer.repack.repack_dense_histograms`).
     seed : int
         Seeds the fitting sample and the randomized SVD.
     batch : int
@@ -82,6 +84,10 @@ def update_vectors(
     count = store.count()
     if count == 0:
         return report
+    if refit:
+        from indexer.repack import repack_dense_histograms
+
+        report.repacked = repack_dense_histograms(store, batch=batch)
     current = stored_projection(store, codebook.centers)
     if _needs_fit(store, current, refit=refit):
         projection = fit_projection_from_store(store, codebook.centers, sample=MAX_FIT_SAMPLE, seed=seed, collection=count)

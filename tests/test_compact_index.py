@@ -144,3 +144,33 @@ def test_ivfpq_over_the_memory_budget_reranks_exactly_and_appends(tmp_path, monk
         assert counted.builds == builds + 1
         _saved_matches_store(store, searcher)
         _finds_itself(searcher, X[3150:3300:15], [3151 + i for i in range(0, 150, 15)])
+
+
+def test_refit_rewrites_dense_histograms_sparse_and_keeps_rankings(tmp_path):
+    import sqlite3
+
+    from cbir.store import as_stored
+
+    X = _sparse_histograms(300, seed=9)
+    path = tmp_path / "dense.db"
+    with Store(path, create=True) as store:
+        _write(store, X, 0)
+    with sqlite3.connect(path) as conn:  # 200 rows as schema 1 wrote them: dense float32
+        for i in range(1, 201):
+            conn.execute("update images set histogram = ? where id = ?", (X[i - 1].astype("<f4").tobytes(), i))
+    with Store(path) as store:
+        before = [[(r.id, r.distance) for r in Searcher(store).search_histogram(q, k=10, metric="chi2-soft", method="brute")]
+                  for q in as_stored(X[:20])]
+        report = update_vectors(store, store.codebook()[0], store.codebook()[1], refit=True)
+        assert report.repacked == 200 and report.fitted
+        assert update_vectors(store, store.codebook()[0], store.codebook()[1], refit=True).repacked == 0
+        np.testing.assert_array_equal(store.all_histograms()[1], as_stored(X))
+        searcher = Searcher(store)
+        after = [[(r.id, r.distance) for r in searcher.search_histogram(q, k=10, metric="chi2-soft", method="brute")]
+                 for q in as_stored(X[:20])]
+    with sqlite3.connect(path) as conn:
+        assert {n % 4 for (n,) in conn.execute("select length(histogram) from images")} == {3}  # all sparse
+    for old, new in zip(before, after):
+        assert old[0][0] == new[0][0] and new[0][1] == 0.0  # the query's own row first; at 0 once rows are rounded alike
+        # The same rankings up to near-ties: float16 moves distances by about 1e-4 relative.
+        assert [d for _, d in new] == pytest.approx([d for _, d in old], rel=2e-3, abs=1e-6)
