@@ -104,7 +104,7 @@ class VectorIndex:
                 base = faiss.IndexIVFPQ(faiss.IndexFlatL2(dim), dim, n_lists, sub, bits)
             base.cp.seed = seed
             base.cp.niter = 10
-            base.train(np.ascontiguousarray(train[: 64 * n_lists], dtype=np.float32))
+            base.train(np.ascontiguousarray(train[: 64 * n_lists] if stamp.kind == "ivf" else train, dtype=np.float32))
             base.nprobe = 16
         else:
             raise BadInputError(f"unknown index kind {stamp.kind!r}; choose flat, ivf or ivfpq")
@@ -286,7 +286,9 @@ def build_vector_index(
     kind = stamp.kind if stamp.kind == "flat" or stamp.count >= IVF_MIN_SIZE else "flat"
     train = None
     if kind != "flat":
-        step = max(1, stamp.count // (64 * int(np.sqrt(stamp.count))))
+        # 64 vectors a list; PQ's 256 codewords a sub-quantizer want ~10,000 (FAISS warns below 9,984).
+        wanted = 64 * int(np.sqrt(stamp.count)) if kind == "ivf" else max(64 * int(np.sqrt(stamp.count)), 10_000)
+        step = max(1, stamp.count // wanted)
         train = np.concatenate([V[::step] for _, V in batches()])
     as_built = Stamp(stamp.fingerprint, stamp.embedding, stamp.generation, stamp.count, kind)
     index: VectorIndex | None = None
