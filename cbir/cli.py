@@ -235,7 +235,7 @@ def index(folder: str | None, db: str, n_colors: int | None, layout: str | None,
 @click.option("--metric", type=click.Choice(SEARCH_METRICS), default=COMPACT, show_default=True,
               help="compact: the learned 128-number vectors; any other: the full histograms.")
 @click.option("--exact", "mode", flag_value="exact",
-              help="Exact search even on large indexes (default: exact below 100,000 images, approximate above).")
+              help="Exact search even on large indexes (default: exact below 50,000 images, approximate above).")
 @click.option("--approximate", "mode", flag_value="ann", help="Compact candidates re-ranked by --metric, whatever the size.")
 @click.option("--brute", "mode", flag_value="brute", help="Compare with every stored row (same ranking as --exact).")
 @click.option("--expand", type=click.IntRange(0), default=None, metavar="N",

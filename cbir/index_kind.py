@@ -21,11 +21,15 @@ import os
 
 from cbir.errors import BadInputError
 
-#: From this many images the compact vectors are searched through IVF lists (approximate). Measured by
-#: tests/benchmarks/bench_ann_threshold.py (one thread, loaded machine, interleaved): at 30,000 vectors IVF at the
-#: nprobe reaching recall@10 >= 0.95 took about as long as the flat scan, and was 2-4x faster from 100,000 on
-#: (README, "Scale"); below 100,000 a flat scan takes under ~10 ms and is exact, so the switch stays there.
-COMPACT_ANN_MIN_SIZE = 100_000
+#: From this many images the compact vectors are searched through IVF lists (approximate); below, a flat scan
+#: (exact). Measured by tests/benchmarks/bench_ann_threshold.py on 128-d vectors derived from Wang photos, one
+#: thread, top 10, loaded machine: IVF at the smallest nprobe reaching recall@10 >= 0.95 is faster than the flat
+#: scan at every size tried (10,000: 0.024 against 0.075 ms), but the flat scan costs nothing next to a ~3 ms
+#: query until the vectors leave the CPU caches: 0.26 ms at 30,000, 0.38-0.44 ms at 40,000, 0.71-0.87 ms at
+#: 50,000, 1.2-1.3 ms at 70,000, then 8.5-10 ms at 100,000 (IVF: 0.07 ms) and 48-53 ms at 300,000 (IVF:
+#: 0.11 ms). So exact below 50,000, where a flat scan stays under ~1 ms; ``search.searcher.APPROX_MIN_SIZE``
+#: is the same number.
+COMPACT_ANN_MIN_SIZE = 50_000
 #: IVF lists visited per compact query: measured recall@10 >= 0.95 at 1M (bench_search.py --compact).
 COMPACT_NPROBE = 24
 #: Bytes of one IVF-PQ code (128-d vectors: 32 sub-quantizers of 8 bits, 4 dimensions each).

@@ -18,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cbir.codebook import Codebook
-from cbir.projection import MAX_FIT_SAMPLE, Projection, fit_projection_from_store, project, projection_to_bytes, stored_projection
+from cbir.projection import (
+    MAX_FIT_SAMPLE, Projection, fit_projection_from_store, project, projection_to_bytes, stored_projection,
+)
 from cbir.store import Store
 
 #: ``cbir info`` suggests ``--refit`` once the collection is this many times the one the projection was fitted on.
@@ -90,7 +92,8 @@ def update_vectors(
         report.repacked = repack_dense_histograms(store, batch=batch)
     current = stored_projection(store, codebook.centers)
     if _needs_fit(store, current, refit=refit):
-        projection = fit_projection_from_store(store, codebook.centers, sample=MAX_FIT_SAMPLE, seed=seed, collection=count)
+        projection = fit_projection_from_store(store, codebook.centers, sample=MAX_FIT_SAMPLE, seed=seed,
+                                               collection=count)
         mean, components = projection_to_bytes(projection)
         current = (store.save_projection(codebook_id, mean, components, projection.params, projection.fingerprint),
                    projection)

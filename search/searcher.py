@@ -44,7 +44,7 @@ _FIRST_CANDIDATES = 64
 # Fetching more candidate rows than this one by one costs more than loading the whole matrix once.
 _LOAD_ALL_ABOVE = 2000
 #: Collections at least this large are searched approximately (IVF + exact re-ranking) unless asked otherwise.
-APPROX_MIN_SIZE = 100_000
+APPROX_MIN_SIZE = 50_000  # = cbir.index_kind.COMPACT_ANN_MIN_SIZE (measured there)
 DEFAULT_SEARCH_METRIC = COMPACT
 #: The default search re-ranks this many compact candidates by exact chi2-soft: measured, the compact
 #: order alone is better on Wang but slightly worse on a near-duplicate set (README, "Retrieval accuracy").

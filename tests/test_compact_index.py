@@ -66,6 +66,11 @@ def _finds_itself(searcher: Searcher, X: np.ndarray, ids: list[int]) -> None:
 
 
 def test_kind_follows_size_and_memory_budget(monkeypatch):
+    from search.searcher import APPROX_MIN_SIZE
+
+    # cbir search says "approximate" exactly when the compact index is.
+    assert APPROX_MIN_SIZE == cbir.index_kind.COMPACT_ANN_MIN_SIZE
+    assert compact_kind(APPROX_MIN_SIZE - 1) == "flat" and compact_kind(APPROX_MIN_SIZE) == "ivf"
     assert compact_kind(5_000) == "flat"
     assert compact_kind(1_000_000) == "ivf"  # 512 MB of vectors: inside the 2 GB default budget
     assert compact_kind(5_000_000) == "ivfpq"  # 2.4 GB
@@ -159,7 +164,8 @@ def test_refit_rewrites_dense_histograms_sparse_and_keeps_rankings(tmp_path):
         for i in range(1, 201):
             conn.execute("update images set histogram = ? where id = ?", (X[i - 1].astype("<f4").tobytes(), i))
     with Store(path) as store:
-        before = [[(r.id, r.distance) for r in Searcher(store).search_histogram(q, k=10, metric="chi2-soft", method="brute")]
+        searcher = Searcher(store)
+        before = [[(r.id, r.distance) for r in searcher.search_histogram(q, k=10, metric="chi2-soft", method="brute")]
                   for q in as_stored(X[:20])]
         report = update_vectors(store, store.codebook()[0], store.codebook()[1], refit=True)
         assert report.repacked == 200 and report.fitted
@@ -171,6 +177,6 @@ def test_refit_rewrites_dense_histograms_sparse_and_keeps_rankings(tmp_path):
     with sqlite3.connect(path) as conn:
         assert {n % 4 for (n,) in conn.execute("select length(histogram) from images")} == {3}  # all sparse
     for old, new in zip(before, after):
-        assert old[0][0] == new[0][0] and new[0][1] == 0.0  # the query's own row first; at 0 once rows are rounded alike
+        assert old[0][0] == new[0][0] and new[0][1] == 0.0  # its own row first; at 0 once stored rounded alike
         # The same rankings up to near-ties: float16 moves distances by about 1e-4 relative.
         assert [d for _, d in new] == pytest.approx([d for _, d in old], rel=2e-3, abs=1e-6)
