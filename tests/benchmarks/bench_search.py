@@ -252,12 +252,12 @@ def main() -> None:
 
 def compact(args: argparse.Namespace, log) -> None:  # type: ignore[no-untyped-def]
     """``--compact``: the figures of issue 11's goals (see compact_scale.py)."""
-    import faiss
-
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from compact_scale import run, side_by_side, startup
 
-    faiss.omp_set_num_threads(args.threads)
+    from cbir.vectors import use_threads
+
+    use_threads(args.threads)  # FAISS and BLAS, as cbir search and cbir serve run
     figures = {"startup": startup(args, log) if args.cli else None,
                "compact": run(args, log) if args.n else None,
                "side_by_side": [side_by_side(args, n, log) for n in args.compare]}
