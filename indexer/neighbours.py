@@ -71,6 +71,11 @@ def update_augmented(
     new = np.searchsorted(ids, store.unaugmented_ids(projection_id))
     if not len(new):
         return 0
+    if 2 * len(new) >= len(ids):
+        # Most images are new: one self-join over all of them costs less than the two searches a new image
+        # takes here (its own lists and those it may enter), and leaves no list stale.
+        _write(store, ids, augment(V, k, alpha=a), setting)
+        return len(ids)
     index = knn_index(V)
     is_new = np.zeros(len(ids), bool)
     is_new[new] = True

@@ -180,3 +180,22 @@ def test_refit_rewrites_dense_histograms_sparse_and_keeps_rankings(tmp_path):
         assert old[0][0] == new[0][0] and new[0][1] == 0.0  # its own row first; at 0 once stored rounded alike
         # The same rankings up to near-ties: float16 moves distances by about 1e-4 relative.
         assert [d for _, d in new] == pytest.approx([d for _, d in old], rel=2e-3, abs=1e-6)
+
+
+def test_dba_takes_one_full_pass_when_most_images_are_new(tmp_path):
+    from cbir.augment import augment, augment_setting
+    from indexer.neighbours import update_augmented
+
+    X = _sparse_histograms(200, seed=10)
+    with Store(tmp_path / "dba.db", create=True) as store:
+        _write(store, X, 0)
+        pid = store.projection_row()[0]
+        ids = np.concatenate([p[0] for p in store.iter_vectors(pid)])
+        plain = np.concatenate([p[1] for p in store.iter_vectors(pid)])
+        k, alpha = augment_setting(store)["neighbours"], augment_setting(store)["alpha"]
+        store.set_search_vectors(ids[:40], None)  # a few new: only they and the lists they enter are redone
+        assert 40 <= update_augmented(store, pid) < 200
+        store.set_search_vectors(ids[:120], None)  # most new: one self-join over everything
+        assert update_augmented(store, pid) == 200
+        searched = np.concatenate([p[1] for p in store.iter_vectors(pid, augmented=True)])
+        np.testing.assert_allclose(searched, augment(plain, k, alpha=alpha), atol=1e-6)
