@@ -7,9 +7,10 @@
   whose candidates are re-ranked exactly from the full vectors, kept in a file beside the index
   and memory-mapped, so only the pages of the candidates read are resident.
 
-HNSW was not chosen: its graph adds ~2 x 32 links x 4 bytes per vector on top of the vectors (as much
-again as the vectors at 128-d), it cannot be memory-mapped by FAISS, and adding to it is slow; IVF adds
-new vectors without retraining (:mod:`cbir.vectors`), which is what index runs need.
+HNSW was not chosen: its graph adds 2 x 32 links x 4 bytes = 256 bytes per vector at the base level
+(half the 512 bytes of a 128-d vector again), FAISS cannot memory-map it nor remove from it, and adding
+to it is slow; IVF adds and removes vectors without retraining (:mod:`cbir.compact_index`), which is
+what index runs need.
 
 The budget is ``CBIR_INDEX_MEMORY`` (bytes, or with a K/M/G suffix: ``CBIR_INDEX_MEMORY=500M``),
 2 GB by default.
