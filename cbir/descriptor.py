@@ -14,6 +14,7 @@ from cbir.color import nearest_codewords, rgb_to_lab
 from cbir.color_query import check_colors
 from cbir.errors import BadInputError
 from cbir.histogram import histogram, n_regions, parse_layout, region_weights
+from cbir.perceptual import perceptual_hash
 from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, DecodedImage, decode_image, read_bytes
 
 
@@ -27,6 +28,8 @@ class Extracted:
     content_hash: str
     #: With ``of_bytes(..., shares=True)``: every codeword's share of the analysed pixels, shape (k,).
     shares: np.ndarray | None = None
+    #: Perceptual hash of the decoded pixels (:func:`cbir.perceptual.perceptual_hash`).
+    phash: int | None = None
 
 
 def content_hash(data: bytes) -> str:
@@ -103,7 +106,8 @@ class Descriptor:
         decoded, codes = self._codes(data, path)
         histogram_ = histogram(codes, self.codebook.n_colors, layout=self.layout)
         found = self._shares(codes) if shares else None
-        return Extracted(histogram_, decoded.width, decoded.height, digest or content_hash(data), found)
+        return Extracted(histogram_, decoded.width, decoded.height, digest or content_hash(data), found,
+                         perceptual_hash(decoded.rgb))
 
     def of_file(self, path: str | os.PathLike[str]) -> Extracted:
         """Read, decode and describe an image file (see :meth:`of_bytes`)."""

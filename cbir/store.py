@@ -51,9 +51,10 @@ from cbir.errors import CodebookMismatchError, StoreError
 
 DEFAULT_DB = "cbir.db"
 _LOCK_KEY = 0x43424952  # "CBIR": the advisory lock of index runs on PostgreSQL
-SCHEMA_VERSION = 3
-#: Schema versions this code opens, upgrading them in place (1: no compact vectors, dense histograms).
-_UPGRADABLE = (1, 2)
+SCHEMA_VERSION = 4
+#: Schema versions this code opens, upgrading them in place (1: no compact vectors, dense histograms;
+#: 3: no perceptual hashes, filled by the next index run).
+_UPGRADABLE = (1, 2, 3)
 
 
 class Base(DeclarativeBase):
@@ -88,6 +89,8 @@ class ImageRow(Base):
     projection_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     #: The augmented search vector (DBA, :mod:`cbir.augment`) of ``vector``; NULL: search ``vector`` itself.
     search_vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    #: 64-bit perceptual hash (:mod:`cbir.perceptual`, signed); NULL in rows of an index made before it.
+    phash: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class ProjectionRow(Base):
@@ -146,6 +149,8 @@ class FileState:
     size: int
     mtime: float
     content_hash: str
+    #: The row has a perceptual hash (rows of an index made before hashes get one at the next sync).
+    hashed: bool = True
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,8 @@ class ImageRecord:
     histogram: np.ndarray
     #: Compact vector (m,) under the projection named in :meth:`Store.write_batch`, or None.
     vector: np.ndarray | None = None
+    #: Perceptual hash (:func:`cbir.perceptual.perceptual_hash`), or None.
+    phash: int | None = None
 
 
 @dataclass(frozen=True)
@@ -373,10 +380,11 @@ class Store:
             raise StoreError(f"{self.display} has schema version {version}; this cbir reads {SCHEMA_VERSION}")
 
     def _upgrade(self, version: int) -> None:
-        """Bring a schema-1 index to this version in one transaction: two new columns and a table.
+        """Bring an older index to this version in one transaction: the new columns and a table.
 
-        Its rows keep their dense histograms (still read) and get compact vectors at the
-        next ``cbir index`` run; until then searches rank exactly.
+        Its rows keep their dense histograms (still read) and get compact vectors (schema 1)
+        and perceptual hashes (schemas 1-3) at the next ``cbir index`` run; until then searches
+        rank exactly and ``cbir duplicates`` pairs those rows by colour alone.
         """
         binary = LargeBinary().compile(dialect=self.engine.dialect)
         try:
@@ -389,6 +397,8 @@ class Store:
                     conn.execute(text("CREATE INDEX ix_images_projection_id ON images (projection_id)"))
                 if "search_vector" not in columns:
                     conn.execute(text(f"ALTER TABLE images ADD COLUMN search_vector {binary}"))
+                if "phash" not in columns:
+                    conn.execute(text("ALTER TABLE images ADD COLUMN phash BIGINT"))
                 ProjectionRow.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
                 conn.execute(update(MetaRow).where(MetaRow.key == "schema").values(value=str(SCHEMA_VERSION)))
         except SQLAlchemyError as exc:
@@ -635,11 +645,21 @@ class Store:
 
     def file_states(self, *, under: str | None = None) -> dict[str, FileState]:
         """Path -> state of every indexed image (only those inside folder ``under`` if given)."""
-        query = select(ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime, ImageRow.content_hash)
+        query = select(ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime, ImageRow.content_hash,
+                       ImageRow.phash.is_not(None).label("hashed"))
         if under is not None:
             query = query.where(_inside(ImageRow.path, under))
         with self.engine.connect() as conn:
-            return {r.path: FileState(r.id, r.path, r.size, r.mtime, r.content_hash) for r in conn.execute(query)}
+            return {r.path: FileState(r.id, r.path, r.size, r.mtime, r.content_hash, bool(r.hashed))
+                    for r in conn.execute(query)}
+
+    def perceptual_hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids (n,), hashes (n,) int64) of every image that has a perceptual hash, in id order."""
+        query = select(ImageRow.id, ImageRow.phash).where(ImageRow.phash.is_not(None)).order_by(ImageRow.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return (np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows)),
+                np.fromiter((r.phash for r in rows), dtype=np.int64, count=len(rows)))
 
     def failure_states(self, *, under: str | None = None) -> dict[str, tuple[int, float]]:
         """Path -> (size, mtime) of every recorded failure (inside ``under`` if given), so unchanged bad files are not retried."""
@@ -950,6 +970,7 @@ def _image_values(record: ImageRecord, codebook_id: int, now: dt.datetime, proje
         "width": record.width,
         "height": record.height,
         "histogram": histogram_to_bytes(record.histogram),
+        "phash": record.phash,
         "codebook_id": codebook_id,
         "indexed_at": now,
     }
@@ -965,7 +986,7 @@ def _inside(column, folder: str):  # type: ignore[no-untyped-def]
 # Binary COPY needs the exact server type of every column of _image_values.
 _COPY_TYPES = {"path": "text", "size": "int8", "mtime": "float8", "content_hash": "text", "width": "int4",
                "height": "int4", "histogram": "bytea", "codebook_id": "int4", "indexed_at": "timestamp",
-               "vector": "bytea", "projection_id": "int4", "search_vector": "bytea"}
+               "vector": "bytea", "projection_id": "int4", "search_vector": "bytea", "phash": "int8"}
 
 
 def _copy_images(conn: Connection, values: list[dict]) -> None:

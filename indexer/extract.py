@@ -28,6 +28,7 @@ from cbir.codebook import Codebook, sample_pixels
 from cbir.color import N_COLORS_24BIT, QuantizationTable
 from cbir.descriptor import Descriptor, content_hash
 from cbir.errors import BadImageError
+from cbir.perceptual import perceptual_hash
 from cbir.images import DecodedImage, load_image, read_bytes
 
 # Set in the parent before the workers are forked and inherited (the table), or sent to each worker (the hashes).
@@ -51,6 +52,8 @@ class Outcome:
     width: int = 0
     height: int = 0
     error: str | None = None
+    #: Perceptual hash of the decoded pixels (:mod:`cbir.perceptual`).
+    phash: int | None = None
 
 
 def settings_of(descriptor: Descriptor) -> Settings:
@@ -120,7 +123,7 @@ def _extract_many(settings: Settings, paths: list[str], known: frozenset[str] | 
     for (i, digest, image), found in zip(batch, histograms):
         try:
             found = descriptor.of_decoded_many([image])[0] if found is None else found
-            outcomes[i] = Outcome(paths[i], digest, found, image.width, image.height)
+            outcomes[i] = Outcome(paths[i], digest, found, image.width, image.height, phash=perceptual_hash(image.rgb))
         except Exception as exc:  # noqa: BLE001
             outcomes[i] = _failed(paths[i], exc)
     return outcomes

@@ -195,7 +195,7 @@ def index_folder(
         todo: list[FoundFile] = []
         for found in files:
             state = states.get(found.path)
-            if state is not None and state.size == found.size and state.mtime == found.mtime:
+            if state is not None and state.size == found.size and state.mtime == found.mtime and state.hashed:
                 report.unchanged += 1
             elif state is None and old_failures.get(found.path) == (found.size, found.mtime):
                 report.unchanged += 1  # the same unreadable file as last time
@@ -216,7 +216,9 @@ def index_folder(
                        prune=prune, max_share=max_removal_share)  # before anything is written
         adopt_legacy_root(store)
         store.add_root(top)
-        changed = {states[f.path].content_hash for f in todo if f.path in states}
+        # An unchanged row without a perceptual hash (an index made before them) is decoded again to get one.
+        changed = {states[f.path].content_hash for f in todo
+                   if f.path in states and states[f.path].hashed}
         make = extractors or (lambda known: Extractor(workers, known_hashes=known))
         with make(frozenset(vanished) | frozenset(changed)) as extractor:
             codebook_id, codebook, layout, note = _codebook(
@@ -297,7 +299,8 @@ def _apply(
             _apply(outcome, found, state, vanished, writer)
             return
     record = ImageRecord(
-        found.path, found.size, found.mtime, outcome.content_hash or "", outcome.width, outcome.height, outcome.histogram
+        found.path, found.size, found.mtime, outcome.content_hash or "", outcome.width, outcome.height, outcome.histogram,
+        phash=outcome.phash,
     )
     if state is not None:
         writer.updated.append((state.id, record))
@@ -312,7 +315,7 @@ def _redo(path: str, descriptor: Descriptor) -> Outcome:
         found = descriptor.of_file(path)
     except BadImageError as exc:
         return Outcome(path, error=exc.reason)
-    return Outcome(path, found.content_hash, found.histogram, found.width, found.height)
+    return Outcome(path, found.content_hash, found.histogram, found.width, found.height, phash=found.phash)
 
 
 class _PhaseClock:

@@ -22,6 +22,7 @@ from cbir.descriptor import Descriptor
 from cbir.errors import BadImageError
 from cbir.films.stills import film_shots
 from cbir.films.video import VideoReader, downscale, frame_path
+from cbir.perceptual import perceptual_hash
 from cbir.store import Failure, ImageRecord, Store
 
 #: Frames of each video that join the sample a new codebook is learned from.
@@ -116,7 +117,7 @@ def sync_videos(
             record = ImageRecord(
                 frame_path(found.path, seconds), found.size, found.mtime,
                 _keyframe_hash(found.path, found.size, found.mtime, shot.keyframe),
-                shots.info.width, shots.info.height, descriptor.of_rgb(image),
+                shots.info.width, shots.info.height, descriptor.of_rgb(image), phash=perceptual_hash(image),
             )
             rows.append((record, seconds, shots.seconds(shot.start), shots.seconds(shot.end)))
         report.removed += store.replace_video(found.path, codebook_id=codebook_id, shots=rows)

@@ -24,12 +24,19 @@ from cbir.distances import paired_distance_function
 from cbir.duplicates import centre_of, group_edges
 from cbir.embedding import Embedding
 from cbir.errors import BadInputError
+from cbir.perceptual import hamming as hamming_bits
+from cbir.perceptual import near_pairs
 
 #: Distance used to confirm edges: measured to separate near-duplicates best (README, "Near-duplicates").
 DUPLICATE_METRIC = "chi2-soft"
 #: Default threshold on :data:`DUPLICATE_METRIC`: the one with the best mean pair F1 over three
 #: near-duplicate benchmark sets (README, "Near-duplicates").
 DEFAULT_THRESHOLD = 0.28
+#: Default largest Hamming distance of two perceptual hashes (64 bits) that makes a pair by itself:
+#: measured with the threshold over the same sets (README, "Near-duplicates").
+DEFAULT_HAMMING: int | None = 8
+#: Stands for "no hash" (a row indexed before hashes were kept); no real hash is tested against it.
+NO_HASH = np.iinfo(np.int64).min
 #: Neighbours looked up per image: a group can have up to k + 1 images found directly
 #: (more through shared neighbours).
 DEFAULT_K = 10
@@ -95,6 +102,10 @@ class Duplicates:
     compared: int
     images: int
     seconds: float = field(compare=False)
+    #: Largest Hamming distance of hashes that pairs two images (None: colour only).
+    hamming: int | None = None
+    #: Images without a perceptual hash (paired by colour alone until ``cbir index`` runs again).
+    unhashed: int = 0
 
     def to_dict(self, *, keep: str | None = None) -> dict[str, Any]:
         """The JSON document of ``cbir duplicates --json``; with ``keep``, each image says whether it is kept."""
@@ -103,8 +114,8 @@ class Duplicates:
             kept = group.kept(keep).id if keep else None
             images = [m.to_dict() | ({"keep": m.id == kept} if keep else {}) for m in group.members]
             groups.append({"images": images})
-        return {"threshold": self.threshold, "k": self.k, "metric": self.metric, "images": self.images,
-                "groups": groups, "pairs": self.pairs}
+        return {"threshold": self.threshold, "hamming": self.hamming, "k": self.k, "metric": self.metric,
+                "images": self.images, "unhashed": self.unhashed, "groups": groups, "pairs": self.pairs}
 
 
 def check_options(threshold: float, k: int) -> tuple[float, int]:
@@ -123,12 +134,20 @@ def check_options(threshold: float, k: int) -> tuple[float, int]:
 def candidate_edges(
     searcher: Any, embedding: Embedding, paired: Paired, ids: np.ndarray, X: np.ndarray, *, threshold: float, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Edges (left, right, exact distance) of the self-join, positions into ``ids``; and the pairs compared.
+    """Edges (left, right, exact distance) of the self-join in the metric's embedding, positions into ``ids``.
 
-    Each image's ``k`` nearest neighbours in the embedding are candidates; those whose
+    Each image's ``k`` nearest neighbours in ``embedding`` are candidates; those whose
     lower bound exceeds ``threshold`` are dropped before the exact distance, which
     ``paired`` (see :func:`cbir.distances.paired_distance_function`) computes in blocks.
+    The fourth value is the number of pairs compared exactly.
     """
+    left, right = _embedding_pairs(searcher, embedding, ids, X, threshold=threshold, k=k)
+    return left, right, _paired(paired, X, left, right), len(left)
+
+
+def _embedding_pairs(
+    searcher: Any, embedding: Embedding, ids: np.ndarray, X: np.ndarray, *, threshold: float, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     kind = "ivf" if searcher.approximate_at(len(ids)) else "flat"
     index = searcher.vector_index(embedding, kind=kind)
     index.set_nprobe(searcher.nprobe)
@@ -137,15 +156,95 @@ def candidate_edges(
         squared, found = index.search(embedding.transform(X[start : start + _BATCH]), k + 1)
         rows = np.arange(start, start + len(found))[:, None].repeat(found.shape[1], axis=1)
         keep = (found >= 0) & (embedding.bound(squared) <= threshold)
-        positions = np.searchsorted(ids, found[keep])
-        known = (positions < len(ids)) & (ids[np.minimum(positions, len(ids) - 1)] == found[keep])
-        left, right = rows[keep][known], positions[known]
-        lefts.append(np.minimum(left, right))
-        rights.append(np.maximum(left, right))
-    left = np.concatenate(lefts) if lefts else np.empty(0, np.int64)
-    right = np.concatenate(rights) if rights else np.empty(0, np.int64)
-    pairs = np.unique(np.stack([left, right], axis=1)[left != right], axis=0)
-    return pairs[:, 0], pairs[:, 1], _paired(paired, X, pairs[:, 0], pairs[:, 1]), len(pairs)
+        lefts.append(rows[keep])
+        rights.append(_positions(ids, found[keep]))
+    return _unique_pairs(np.concatenate(lefts), np.concatenate(rights))
+
+
+def _compact_pairs(searcher: Any, ids: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each image and its ``k`` nearest by the compact vectors (:func:`cbir.augment.self_join`), or None
+    when not every image has one. The projection gives no bound on the metric: every pair is confirmed exactly."""
+    from cbir.augment import self_join
+
+    state = searcher.compact_state()
+    if state is None:
+        return None
+    parts = list(searcher.store.iter_vectors(state[0]))  # the plain vectors, not DBA's augmented ones
+    vector_ids = np.concatenate([p[0] for p in parts])
+    if len(vector_ids) != len(ids) or not np.array_equal(vector_ids, ids):
+        return None  # the index changed between the two reads: the metric's own join
+    found = self_join(np.concatenate([p[1] for p in parts]), k)
+    rows = np.arange(len(ids))[:, None].repeat(found.shape[1], axis=1)
+    keep = found >= 0
+    return _unique_pairs(rows[keep], found[keep])
+
+
+def _positions(ids: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Positions of ids in the sorted ``ids`` (-1 for an id not there)."""
+    positions = np.searchsorted(ids, found)
+    known = (positions < len(ids)) & (ids[np.minimum(positions, len(ids) - 1)] == found)
+    return np.where(known, positions, -1)
+
+
+def _unique_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+    keep = (left >= 0) & (right >= 0) & (left != right)
+    pairs = np.stack([np.minimum(left, right)[keep], np.maximum(left, right)[keep]], axis=1)
+    pairs = np.unique(pairs.reshape(-1, 2), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def stored_hashes(store: Any, ids: np.ndarray) -> np.ndarray:
+    """Perceptual hash of each of ``ids`` (int64), :data:`NO_HASH` where a row has none."""
+    hashed_ids, hashes = store.perceptual_hashes()
+    out = np.full(len(ids), NO_HASH, dtype=np.int64)
+    positions = _positions(ids, hashed_ids)
+    out[positions[positions >= 0]] = hashes[positions >= 0]
+    return out
+
+
+def hash_distance(bits: np.ndarray, *, threshold: float, hamming: int | None) -> np.ndarray:
+    """Hamming distances as distances on the colour scale: ``threshold * bits / hamming`` up to ``hamming``
+    bits, infinite beyond (and where a hash is missing, or hashes are off with ``hamming=None``)."""
+    bits = np.asarray(bits)
+    if hamming is None:
+        return np.full(bits.shape, np.inf)
+    scaled = threshold * bits / max(hamming, 1)
+    return np.where((bits >= 0) & (bits <= hamming), scaled, np.inf)
+
+
+def combined(colour: np.ndarray, bits: np.ndarray, *, threshold: float, hamming: int | None) -> np.ndarray:
+    """The distance groups are made with: within ``threshold`` when colour is, or the hashes are within ``hamming``."""
+    return np.minimum(colour, hash_distance(bits, threshold=threshold, hamming=hamming))
+
+
+def _bits(hashes: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Hamming distance of each pair; -1 where either row has no hash."""
+    a, b = hashes[left], hashes[right]
+    return np.where((a == NO_HASH) | (b == NO_HASH), -1, hamming_bits(a, b))
+
+
+def duplicate_edges(
+    searcher: Any, ids: np.ndarray, X: np.ndarray, hashes: np.ndarray, paired: Paired, *,
+    threshold: float, k: int, hamming: int | None, embedding: Embedding | None = None, metric: str = DUPLICATE_METRIC,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs (left, right) with their exact colour distance and Hamming distance (-1: no hash).
+
+    Candidates: each image's ``k`` nearest by the compact vectors (by ``embedding``, the
+    metric's own, when given or when there are no compact vectors), and every pair whose
+    hashes are within ``hamming`` bits (a FAISS binary join, :func:`cbir.perceptual.near_pairs`).
+    """
+    found = None
+    if embedding is None and metric == DUPLICATE_METRIC:
+        found = _compact_pairs(searcher, ids, k=k)
+    if found is None:
+        found = _embedding_pairs(searcher, embedding or searcher.metric(metric)[0], ids, X, threshold=threshold, k=k)
+    left, right = found
+    if hamming is not None:
+        hashed = np.flatnonzero(hashes != NO_HASH)
+        hash_left, hash_right = near_pairs(hashes[hashed], hamming)
+        left, right = _unique_pairs(np.concatenate([left, hashed[hash_left]]), np.concatenate([right, hashed[hash_right]]))
+    return left, right, _paired(paired, X, left, right), _bits(hashes, left, right)
 
 
 def _paired(paired: Paired, X: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -171,9 +270,14 @@ def find_duplicates(
     threshold: float = DEFAULT_THRESHOLD,
     k: int = DEFAULT_K,
     metric: str = DUPLICATE_METRIC,
+    hamming: int | None = DEFAULT_HAMMING,
     embedding: Embedding | None = None,
 ) -> Duplicates:
     """Every group of near-duplicates in the index of ``searcher``.
+
+    Two images are near-duplicates when their exact ``metric`` distance is within ``threshold``
+    or their perceptual hashes (:mod:`cbir.perceptual`) differ in at most ``hamming`` bits; a
+    group is made by complete linkage, so every two of its members pass one test or the other.
 
     Parameters
     ----------
@@ -184,8 +288,12 @@ def find_duplicates(
         Neighbours looked up per image (1..:data:`MAX_K`).
     metric : str
         Distance that confirms edges and bounds groups.
+    hamming : int or None
+        Largest Hamming distance (0..64) of two hashes that makes a pair whatever the colours; None or -1: colour only.
+        Rows without a hash (an index made before hashes, until its next ``cbir index``) are paired by colour alone.
     embedding : Embedding, optional
-        Search space of the self-join; by default the metric's own (exact lower bound).
+        Search space of the colour self-join; by default the compact vectors (the metric's own
+        embedding when there are none, or when ``metric`` is not :data:`DUPLICATE_METRIC`).
 
     Returns
     -------
@@ -194,29 +302,37 @@ def find_duplicates(
     Raises
     ------
     BadInputError
-        For a negative or non-finite threshold, k out of range or an unknown metric.
+        For a negative or non-finite threshold, k or hamming out of range or an unknown metric.
     """
     started = time.perf_counter()
     threshold, k = check_options(threshold, k)
-    own_embedding, _ = searcher.metric(metric)
-    embedding = embedding or own_embedding
+    if hamming is not None and (isinstance(hamming, bool) or not isinstance(hamming, (int, np.integer)) or not -1 <= hamming <= 64):
+        raise BadInputError(f"hamming must be an integer between 0 and 64 (-1: colour only), got {hamming!r}")
+    hamming = None if hamming is None or hamming < 0 else int(hamming)
     paired = paired_distance_function(metric, searcher.codebook.centers)
     ids, X = searcher.histograms()
     if len(ids) < 2:
-        return Duplicates(threshold, k, metric, [], 0, 0, len(ids), time.perf_counter() - started)
-    left, right, exact, compared = candidate_edges(searcher, embedding, paired, ids, X, threshold=threshold, k=k)
+        return Duplicates(threshold, k, metric, [], 0, 0, len(ids), time.perf_counter() - started, hamming)
+    hashes = stored_hashes(searcher.store, ids)
+    left, right, colour, bits = duplicate_edges(searcher, ids, X, hashes, paired, threshold=threshold, k=k,
+                                                hamming=hamming, embedding=embedding, metric=metric)
+    exact = combined(colour, bits, threshold=threshold, hamming=hamming)
     matrices: dict[bytes, np.ndarray] = {}
 
     def pairwise(positions: np.ndarray) -> np.ndarray:
         key = positions.tobytes()
         if key not in matrices:  # a group linkage kept whole is measured once
-            matrices[key] = pairwise_distances(paired, X, positions)
+            i, j = np.triu_indices(len(positions), 1)
+            bits_ = np.zeros((len(positions), len(positions)), dtype=np.int64)
+            bits_[i, j] = bits_[j, i] = _bits(hashes, positions[i], positions[j])
+            matrices[key] = combined(pairwise_distances(paired, X, positions), bits_, threshold=threshold, hamming=hamming)
         return matrices[key]
 
     positions = group_edges(len(ids), left, right, exact, threshold=threshold, pairwise=pairwise)
     groups = [_group(searcher.store, ids, members, pairwise(np.sort(members))) for members in positions]
     pairs = int(np.count_nonzero(exact <= threshold))
-    return Duplicates(threshold, k, metric, groups, pairs, compared, len(ids), time.perf_counter() - started)
+    return Duplicates(threshold, k, metric, groups, pairs, len(left), len(ids), time.perf_counter() - started, hamming,
+                      int(np.count_nonzero(hashes == NO_HASH)))
 
 
 def _group(store: Any, ids: np.ndarray, members: np.ndarray, matrix: np.ndarray) -> Group:

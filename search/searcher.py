@@ -278,26 +278,19 @@ class Searcher:
         ]
 
     # --- near-duplicates ----------------------------------------------------------
-    def duplicates(self, *, threshold: float | None = None, k: int | None = None, metric: str | None = None):  # type: ignore[no-untyped-def]
-        """Every group of near-duplicates: see :func:`search.duplicates.find_duplicates` (defaults there).
-
-        Returns
-        -------
-        search.duplicates.Duplicates
+    def duplicates(self, *, threshold: float | None = None, k: int | None = None, metric: str | None = None,  # type: ignore[no-untyped-def]
+                   hamming: int | None = None):
+        """Every group of near-duplicates: see :func:`search.duplicates.find_duplicates` (defaults there; ``hamming=-1``: colour only).
 
         Raises
         ------
         BadInputError
-            For a negative or non-finite threshold, k out of range or an unknown metric.
+            For a negative or non-finite threshold, k or hamming out of range or an unknown metric.
         """
         from search import duplicates
 
-        return duplicates.find_duplicates(
-            self,
-            threshold=duplicates.DEFAULT_THRESHOLD if threshold is None else threshold,
-            k=duplicates.DEFAULT_K if k is None else k,
-            metric=duplicates.DUPLICATE_METRIC if metric is None else check_metric(metric),
-        )
+        options = {"threshold": threshold, "k": k, "metric": None if metric is None else check_metric(metric), "hamming": hamming}
+        return duplicates.find_duplicates(self, **{key: value for key, value in options.items() if value is not None})
 
     def metric(self, metric: str) -> tuple[Embedding, Distance]:
         """The embedding (FAISS search space) and exact distance function of ``metric``."""

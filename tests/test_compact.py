@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cbir.distances import distance_function
-from cbir.store import ImageRecord, Store, as_stored, histogram_from_bytes, histogram_to_bytes
+from cbir.store import SCHEMA_VERSION, ImageRecord, Store, as_stored, histogram_from_bytes, histogram_to_bytes
 from indexer import index_folder
 from indexer.project import refit_advice, update_vectors
 from search import Searcher
@@ -107,7 +107,7 @@ def test_old_index_is_upgraded_and_searches_exactly_until_reindexed(tmp_path, co
         conn.execute("delete from meta where key = 'projection'")
         conn.execute("update meta set value = '1' where key = 'schema'")
     with Store(path) as store:  # upgraded in place
-        assert store.meta("schema") == "3" and store.projection_row() is None
+        assert store.meta("schema") == str(SCHEMA_VERSION) and store.projection_row() is None
         np.testing.assert_array_equal(store.all_histograms()[1], X)  # dense rows are still read
         searcher = Searcher(store)
         exact = searcher.search_image(color_folder / "red.png", k=5)

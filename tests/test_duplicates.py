@@ -15,7 +15,7 @@ from cbir.store import Store
 from cbir.vectors import VectorIndex
 from indexer import index_folder
 from search import Searcher
-from search.duplicates import DEFAULT_K, DEFAULT_THRESHOLD
+from search.duplicates import DEFAULT_HAMMING, DEFAULT_K, DEFAULT_THRESHOLD
 from tests.conftest import write_image
 
 
@@ -124,21 +124,33 @@ def found_names(found) -> list[list[str]]:  # type: ignore[no-untyped-def]
 
 
 def test_searcher_finds_the_groups_through_one_self_join(dup_index, monkeypatch):
+    import cbir.augment
+    import search.duplicates
+
     db, expected = dup_index
-    calls = []
-    real_search = VectorIndex.search
+    joins, hash_joins = [], []
+    real_join, real_near = cbir.augment.self_join, search.duplicates.near_pairs
 
-    def counted(self, queries, k):  # type: ignore[no-untyped-def]
-        calls.append((len(np.atleast_2d(queries)), k))
-        return real_search(self, queries, k)
+    def counted(vectors, k, **kw):  # type: ignore[no-untyped-def]
+        joins.append((len(vectors), k))
+        return real_join(vectors, k, **kw)
 
-    monkeypatch.setattr(VectorIndex, "search", counted)
+    def counted_near(hashes, max_distance, **kw):  # type: ignore[no-untyped-def]
+        found = real_near(hashes, max_distance, **kw)
+        hash_joins.append((len(hashes), max_distance, len(found[0])))
+        return found
+
+    monkeypatch.setattr(cbir.augment, "self_join", counted)
+    monkeypatch.setattr(search.duplicates, "near_pairs", counted_near)
     searcher = Searcher.open(db)
     found = searcher.duplicates()
     assert found_names(found) == sorted(expected.values())
-    # The candidates came from one batched k-NN search of all 26 images, not from all pairs.
-    assert calls == [(26, DEFAULT_K + 1)]
-    assert found.compared <= 26 * DEFAULT_K
+    # The candidates came from one k-NN self-join of the 26 compact vectors and one join of the 26 hashes,
+    # not from all pairs; only those candidates were compared exactly.
+    assert joins == [(26, DEFAULT_K)]
+    assert [j[:2] for j in hash_joins] == [(26, DEFAULT_HAMMING)]
+    assert found.compared <= 26 * DEFAULT_K + hash_joins[0][2]
+    assert found.hamming == DEFAULT_HAMMING and found.unhashed == 0
     assert found.threshold == DEFAULT_THRESHOLD and found.images == 26
     # Within every group every pair is within the threshold; the centre comes first at distance 0.
     for group in found.groups:
@@ -153,7 +165,11 @@ def test_searcher_finds_the_groups_through_one_self_join(dup_index, monkeypatch)
 
 def test_threshold_zero_finds_nothing_and_bad_options_are_named(dup_index):
     searcher = Searcher.open(dup_index[0])
-    assert searcher.duplicates(threshold=0.0).groups == []
+    # Colour alone at 0 pairs nothing; the hash test still pairs copies whose hashes are within the bound.
+    assert searcher.duplicates(threshold=0.0, hamming=-1).groups == []
+    assert searcher.duplicates(threshold=0.0).groups != []
+    with pytest.raises(BadInputError, match="hamming must be an integer between 0 and 64 .* got 65"):
+        searcher.duplicates(hamming=65)
     with pytest.raises(BadInputError, match="threshold must be a finite number >= 0, got nan"):
         searcher.duplicates(threshold=float("nan"))
     with pytest.raises(BadInputError, match="k must be an integer between 1 and 100, got 0"):

@@ -40,15 +40,27 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_accuracy import _second_set, _wang_dup
+from bench_accuracy import _wang_dup
 
 from cbir.distances import paired_distance_function
 from cbir.duplicates import group_edges, pair_scores
 from cbir.evaluation.transforms import GROUND_TRUTH, make_benchmark
 from cbir.store import Store
 from indexer import index_folder
+from indexer.project import update_vectors
 from search import Searcher
-from search.duplicates import DEFAULT_K, DEFAULT_THRESHOLD, DUPLICATE_METRIC, candidate_edges
+from cbir.perceptual import hamming as hamming_bits
+from search.duplicates import (
+    DEFAULT_HAMMING,
+    DEFAULT_K,
+    DEFAULT_THRESHOLD,
+    DUPLICATE_METRIC,
+    NO_HASH,
+    candidate_edges,
+    combined,
+    duplicate_edges,
+    stored_hashes,
+)
 
 METRIC_GRIDS = {
     "chi2-soft": np.round(np.arange(0.02, 0.301, 0.01), 3),
@@ -60,6 +72,9 @@ METRIC_GRIDS = {
 #: Measured by default (QFD's full distance matrix costs minutes: --metrics qfd to add it).
 DEFAULT_METRICS = ["chi2-soft", "chi2", "hellinger", "l1"]
 HAMMING = list(range(2, 17, 2)) + [10]
+#: The joint grid of ``cbir duplicates``: chi2-soft threshold x Hamming bound (-1: colour alone).
+JOINT_T = np.round(np.arange(0.10, 0.401, 0.02), 3)
+JOINT_H = [-1, 2, 4, 6, 8, 10, 12]
 log = print
 
 
@@ -80,6 +95,16 @@ def _photo_dup(work: Path, wang: Path) -> Path:
     return out
 
 
+def _second_set(work: Path) -> Path:
+    """skimage-dup, built by the library (as ``cbir datasets fetch skimage-dup``) into ``work`` once."""
+    from cbir.fetch.local_sets import build_skimage_dup
+
+    out = work / "skimage-dup"
+    if not (out / GROUND_TRUTH).exists():
+        build_skimage_dup(out)
+    return out
+
+
 def _truth(folder: Path) -> list[list[str]]:
     groups: dict[str, list[str]] = {}
     with open(folder / GROUND_TRUTH, newline="", encoding="utf-8") as handle:
@@ -90,14 +115,13 @@ def _truth(folder: Path) -> list[list[str]]:
 
 def _index(folder: Path, work: Path) -> Path:
     db = work / f"{folder.name}.db"
-    if not db.exists():
-        with Store(db, create=True) as store:
-            index_folder(folder, store, workers=2)
+    with Store(db, create=True) as store:  # a sync: quick when up to date; fills hashes into an older index
+        index_folder(folder, store, workers=2)
     return db
 
 
 def cbir_curves(db: Path, truth: list[list[str]], metrics: list[str], k: int) -> dict[str, list[dict]]:
-    """Per metric: pair scores at every threshold of its grid (candidates from one self-join at the largest)."""
+    """Per metric: pair scores at every threshold of its grid, colour alone (candidates from one self-join at the largest)."""
     searcher = Searcher.open(db)
     ids, X = searcher.histograms()
     paths = searcher.store.paths(ids)
@@ -122,6 +146,39 @@ def cbir_curves(db: Path, truth: list[list[str]], metrics: list[str], k: int) ->
             scores = pair_scores([[names[p] for p in g] for g in groups], truth)
             curve.append({"threshold": float(threshold), **scores})
         curves[metric] = curve
+    searcher.store.close()
+    return curves
+
+
+def joint_curves(db: Path, truth: list[list[str]], k: int) -> dict[str, list[dict]]:
+    """``cbir duplicates`` as it runs (compact candidates + hash join, exact chi2-soft or Hamming, complete
+    linkage) at every (threshold, hamming) of the grid: one candidate set at the largest of both."""
+    searcher = Searcher.open(db)
+    ids, X = searcher.histograms()
+    paths = searcher.store.paths(ids)
+    names = [paths[int(i)] for i in ids]
+    hashes = stored_hashes(searcher.store, ids)
+    if np.any(hashes == NO_HASH):
+        raise SystemExit(f"{db}: {np.count_nonzero(hashes == NO_HASH)} rows without a perceptual hash; index again")
+    paired = paired_distance_function(DUPLICATE_METRIC, searcher.codebook.centers)
+    left, right, colour, bits = duplicate_edges(searcher, ids, X, hashes, paired, threshold=float(JOINT_T[-1]), k=k,
+                                                hamming=max(JOINT_H))
+    distance = searcher.metric(DUPLICATE_METRIC)[1]
+    X64 = X.astype(np.float64)
+    full = np.stack([distance(row, X64) for row in X64])
+    full_bits = hamming_bits(hashes[:, None], hashes[None, :])
+    curves: dict[str, list[dict]] = {}
+    for h in JOINT_H:
+        hamming = None if h < 0 else h
+        curve = []
+        for threshold in JOINT_T:
+            t = float(threshold)
+            exact = combined(colour, bits, threshold=t, hamming=hamming)
+            matrix = combined(full, full_bits, threshold=t, hamming=hamming)
+            groups = group_edges(len(ids), left, right, exact, threshold=t,
+                                 pairwise=lambda p, m=matrix: m[np.ix_(p, p)])
+            curve.append({"threshold": t, "hamming": h, **pair_scores([[names[p] for p in g] for g in groups], truth)})
+        curves[f"cbir-h{h}"] = curve
     searcher.store.close()
     return curves
 
@@ -203,7 +260,43 @@ def accuracy(args: argparse.Namespace) -> dict:
                          **cbir_curves(db, truth, args.metrics, args.k), **hash_curves(truth)}
         saved.write_text(json.dumps(results[name]))
         log(f"{name}: {results[name]['images']} images, {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    for name, folder in sets.items():
+        started = time.perf_counter()
+        results[name].update(joint_curves(_index(folder, args.work), _truth(folder), args.k))
+        log(f"{name}: joint grid {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return results
+
+
+def choose_joint(results: dict) -> dict:
+    """The (threshold, hamming) of ``cbir duplicates``: of those at least as good as pHash (Hamming 10) on every
+    set, the one with the best smallest margin over pHash, then the best mean F1."""
+    options = []
+    for key in [k for k in next(iter(results.values())) if k.startswith("cbir-h")]:
+        for i, point in enumerate(next(iter(results.values()))[key]):
+            f1 = [r[key][i]["f1"] for r in results.values()]
+            margin = [a - _at(r["phash"], 10.0)["f1"] for a, r in zip(f1, results.values())]
+            options.append((min(margin), float(np.mean(f1)), key, i, point["threshold"], point["hamming"]))
+    options.sort(reverse=True)
+    log("| threshold | hamming | smallest F1 margin over pHash | mean F1 | " + " | ".join(results) + " |")
+    log("|---|---|---|---|" + "---|" * len(results))
+    for margin, mean, key, i, t, h in options[:12]:
+        log(f"| {t:g} | {h} | {margin:+.3f} | {mean:.3f} | " + " | ".join(f"{r[key][i]['f1']:.3f}" for r in results.values()) + " |")
+    margin, mean, key, i, t, h = options[0]
+    default_key = f"cbir-h{DEFAULT_HAMMING if DEFAULT_HAMMING is not None else -1}"
+    log(f"chosen: threshold {t:g}, hamming {h} (smallest margin {margin:+.3f}, mean F1 {mean:.3f}); "
+        f"the defaults in the code: {DEFAULT_THRESHOLD:g}, {DEFAULT_HAMMING}")
+    log("| set | method | P | R | F1 |")
+    log("|---|---|---|---|---|")
+    table = {}
+    for name, result in results.items():
+        rows = {"cbir (defaults)": _at(result[default_key], DEFAULT_THRESHOLD) if default_key in result else None,
+                "cbir colour only": _at(result["cbir-h-1"], DEFAULT_THRESHOLD),
+                "pHash <= 10": _at(result["phash"], 10.0), "dHash <= 10": _at(result["dhash"], 10.0)}
+        table[name] = rows
+        for method, point in rows.items():
+            if point is not None:
+                log(f"| {name} | {method} | {point['precision']:.3f} | {point['recall']:.3f} | {point['f1']:.3f} |")
+    return {"chosen": {"threshold": t, "hamming": h, "smallest_margin": margin, "mean_f1": mean}, "table": table}
 
 
 def _at(curve: list[dict], threshold: float) -> dict:
@@ -275,24 +368,33 @@ def scale(n: int, work: Path, k: int) -> dict:
         codebook_id = store.save_codebook(codebook, layout)
         t0 = time.perf_counter()
         made = 0
-        previous = None
+        previous = previous_hashes = None
         while made < n:
             m = min(20_000, n - made)
             rows = base[rng.integers(0, len(base), m)].astype(np.float64)
             noise = rng.lognormal(0.0, 1.0, rows.shape)  # far from its source: a new image
-            if previous is not None:  # a tenth are mild edits of an image made before
+            hashes = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, m, dtype=np.int64)
+            if previous is not None:  # a tenth are mild edits of an image made before (hash: 0-3 bits flipped)
                 near = rng.random(m) < 0.1
-                rows[near] = previous[rng.integers(0, len(previous), near.sum())]
+                source = rng.integers(0, len(previous), near.sum())
+                rows[near] = previous[source]
                 noise[near] = rng.lognormal(0.0, 0.05, (near.sum(), rows.shape[1]))
+                flips = rng.integers(0, 63, (near.sum(), 3))
+                mask = np.where(rng.random((near.sum(), 3)) < 0.5, np.int64(1) << flips, 0)
+                hashes[near] = previous_hashes[source] ^ np.bitwise_or.reduce(mask, axis=1)
             mass = rows.reshape(m, -1, blocks).sum(axis=2, keepdims=True)
             shaped = (rows * noise).reshape(m, -1, blocks)
             shaped *= mass / np.maximum(shaped.sum(axis=2, keepdims=True), 1e-12)
             rows = shaped.reshape(m, -1).astype(np.float32)
             store.write_batch(codebook_id=codebook_id, added=[
-                ImageRecord(f"/synthetic/{made + i:07d}.jpg", 1, 0.0, f"{made + i}", 1, 1, h) for i, h in enumerate(rows)])
-            previous = rows
+                ImageRecord(f"/synthetic/{made + i:07d}.jpg", 1, 0.0, f"{made + i}", 1, 1, h, phash=int(p))
+                for i, (h, p) in enumerate(zip(rows, hashes))])
+            previous, previous_hashes = rows, hashes
             made += m
         fill_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        update_vectors(store, codebook_id, codebook)  # the compact vectors, as cbir index makes them
+        project_s = time.perf_counter() - t0
         searcher = Searcher(store)
         t0 = time.perf_counter()
         searcher.duplicates(k=k)
@@ -300,12 +402,14 @@ def scale(n: int, work: Path, k: int) -> dict:
         t0 = time.perf_counter()
         warm = searcher.duplicates(k=k)
         warm_s = time.perf_counter() - t0
+        compact = searcher.compact_state() is not None
         store.close()
     dim = base.shape[1]
-    out = {"images": n, "dim": int(dim), "k": k, "fill_s": fill_s, "cold_s": cold_s, "warm_s": warm_s,
+    out = {"images": n, "dim": int(dim), "k": k, "fill_s": fill_s, "project_s": project_s, "cold_s": cold_s, "warm_s": warm_s,
+           "hamming": warm.hamming, "compact_candidates": compact,
            "groups": len(warm.groups), "pairs": warm.pairs, "compared": warm.compared,
            "kind": "ivf" if Searcher.approximate_at(n) else "flat"}
-    log(f"{n:,} histograms of {dim} bins; duplicates: cold {cold_s:.1f} s (FAISS {out['kind']} index built), "
+    log(f"{n:,} histograms of {dim} bins (compact vectors: {project_s:.0f} s); duplicates: cold {cold_s:.1f} s, "
         f"warm {warm_s:.1f} s; {len(warm.groups)} groups, {warm.pairs} pairs, {warm.compared} compared exactly", file=sys.stderr)
     return out
 
@@ -337,7 +441,7 @@ def main() -> None:
         document = scale(args.scale, args.work, args.k)
     else:
         results = accuracy(args)
-        document = {"results": results, "summary": report(results, args.metrics)}
+        document = {"results": results, "summary": report(results, args.metrics), "joint": choose_joint(results)}
         if args.by_edit:
             document["by_edit"] = {}
             for name in results:
