@@ -119,6 +119,10 @@ def _complete_linkage(members: np.ndarray, matrix: np.ndarray, threshold: float)
         raise BadInputError(f"pairwise distances of {len(members)} items must be ({len(members)}, {len(members)}), got {matrix.shape}")
     matrix = np.maximum((matrix + matrix.T) / 2, 0.0)
     np.fill_diagonal(matrix, 0.0)
+    # An infinite distance (a pair ruled out whatever its colours) only has to stay above the threshold for SciPy.
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        matrix = np.where(finite, matrix, 2 * max(threshold, float(matrix[finite].max())) + 1)
     tree = linkage(squareform(matrix, checks=False), method="complete")
     clusters = fcluster(tree, t=threshold, criterion="distance")
     return [members[clusters == c] for c in np.unique(clusters) if np.count_nonzero(clusters == c) >= 2]

@@ -1,14 +1,13 @@
-"""Near-duplicate groups of an index: a k-NN self-join through FAISS, edges confirmed exactly.
+"""Near-duplicate groups of an index: k-NN and hash self-joins through FAISS, edges confirmed exactly.
 
-Every stored histogram is embedded (:mod:`cbir.embedding`) and searched against the
-index's own FAISS index for its ``k`` nearest neighbours: ``n * k`` candidate pairs,
-never all pairs. A candidate whose embedded distance already bounds the metric above
-the threshold is dropped; the rest get the exact distance on the stored histograms.
-:func:`cbir.duplicates.group_edges` then groups them without chaining.
-
-The search space is the metric's embedding (FAISS flat below
-:data:`search.searcher.APPROX_MIN_SIZE` images, IVF from there on); a compact
-embedding slots in at :func:`find_duplicates` by passing another ``embedding``.
+Candidates, never all pairs: each image's ``k`` nearest by the compact vectors (the default
+search's space, :func:`cbir.augment.self_join`; the metric's own embedding, pruned by its
+lower bound, when there are none) and every pair whose 64-bit perceptual hashes
+(:mod:`cbir.perceptual`) are within ``hamming`` bits (a FAISS binary join). Each candidate
+gets its exact colour distance on the stored histograms and its Hamming distance; a pair is
+a near-duplicate when colour is within ``threshold`` or the hashes within ``hamming`` bits,
+unless the hashes are more than ``veto`` bits apart. :func:`cbir.duplicates.group_edges`
+then groups them by complete linkage on that test, so groups do not chain.
 """
 
 from __future__ import annotations
@@ -35,6 +34,8 @@ DEFAULT_THRESHOLD = 0.28
 #: Default largest Hamming distance of two perceptual hashes (64 bits) that makes a pair by itself:
 #: measured with the threshold over the same sets (README, "Near-duplicates").
 DEFAULT_HAMMING: int | None = 8
+#: Hashes further apart than this many bits rule a pair out whatever its colours (None: no veto): measured likewise.
+DEFAULT_VETO: int | None = 22
 #: Stands for "no hash" (a row indexed before hashes were kept); no real hash is tested against it.
 NO_HASH = np.iinfo(np.int64).min
 #: Neighbours looked up per image: a group can have up to k + 1 images found directly
@@ -106,6 +107,8 @@ class Duplicates:
     hamming: int | None = None
     #: Images without a perceptual hash (paired by colour alone until ``cbir index`` runs again).
     unhashed: int = 0
+    #: Hashes further apart than this rule a pair out (None: no veto).
+    veto: int | None = None
 
     def to_dict(self, *, keep: str | None = None) -> dict[str, Any]:
         """The JSON document of ``cbir duplicates --json``; with ``keep``, each image says whether it is kept."""
@@ -114,7 +117,7 @@ class Duplicates:
             kept = group.kept(keep).id if keep else None
             images = [m.to_dict() | ({"keep": m.id == kept} if keep else {}) for m in group.members]
             groups.append({"images": images})
-        return {"threshold": self.threshold, "hamming": self.hamming, "k": self.k, "metric": self.metric,
+        return {"threshold": self.threshold, "hamming": self.hamming, "veto": self.veto, "k": self.k, "metric": self.metric,
                 "images": self.images, "unhashed": self.unhashed, "groups": groups, "pairs": self.pairs}
 
 
@@ -213,9 +216,14 @@ def hash_distance(bits: np.ndarray, *, threshold: float, hamming: int | None) ->
     return np.where((bits >= 0) & (bits <= hamming), scaled, np.inf)
 
 
-def combined(colour: np.ndarray, bits: np.ndarray, *, threshold: float, hamming: int | None) -> np.ndarray:
-    """The distance groups are made with: within ``threshold`` when colour is, or the hashes are within ``hamming``."""
-    return np.minimum(colour, hash_distance(bits, threshold=threshold, hamming=hamming))
+def combined(colour: np.ndarray, bits: np.ndarray, *, threshold: float, hamming: int | None,
+             veto: int | None = None) -> np.ndarray:
+    """The distance groups are made with: within ``threshold`` when colour is, or the hashes are within ``hamming``;
+    with ``veto``, hashes more than ``veto`` bits apart rule a pair out whatever its colours (same colours, other picture)."""
+    out = np.minimum(colour, hash_distance(bits, threshold=threshold, hamming=hamming))
+    if veto is None or hamming is None:
+        return out
+    return np.where(np.asarray(bits) > veto, np.inf, out)
 
 
 def _bits(hashes: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -271,6 +279,7 @@ def find_duplicates(
     k: int = DEFAULT_K,
     metric: str = DUPLICATE_METRIC,
     hamming: int | None = DEFAULT_HAMMING,
+    veto: int | None = DEFAULT_VETO,
     embedding: Embedding | None = None,
 ) -> Duplicates:
     """Every group of near-duplicates in the index of ``searcher``.
@@ -291,6 +300,9 @@ def find_duplicates(
     hamming : int or None
         Largest Hamming distance (0..64) of two hashes that makes a pair whatever the colours; None or -1: colour only.
         Rows without a hash (an index made before hashes, until its next ``cbir index``) are paired by colour alone.
+    veto : int or None
+        Hashes more than this many bits apart rule a pair out even when its colours are within
+        ``threshold`` (None: no veto; no effect with hashes off or on rows without one).
     embedding : Embedding, optional
         Search space of the colour self-join; by default the compact vectors (the metric's own
         embedding when there are none, or when ``metric`` is not :data:`DUPLICATE_METRIC`).
@@ -309,14 +321,17 @@ def find_duplicates(
     if hamming is not None and (isinstance(hamming, bool) or not isinstance(hamming, (int, np.integer)) or not -1 <= hamming <= 64):
         raise BadInputError(f"hamming must be an integer between 0 and 64 (-1: colour only), got {hamming!r}")
     hamming = None if hamming is None or hamming < 0 else int(hamming)
+    if veto is not None and (isinstance(veto, bool) or not isinstance(veto, (int, np.integer)) or not 0 <= veto <= 64):
+        raise BadInputError(f"veto must be an integer between 0 and 64, got {veto!r}")
     paired = paired_distance_function(metric, searcher.codebook.centers)
     ids, X = searcher.histograms()
     if len(ids) < 2:
-        return Duplicates(threshold, k, metric, [], 0, 0, len(ids), time.perf_counter() - started, hamming)
+        return Duplicates(threshold, k, metric, [], 0, 0, len(ids), time.perf_counter() - started, hamming, 0,
+                          None if hamming is None else veto)
     hashes = stored_hashes(searcher.store, ids)
     left, right, colour, bits = duplicate_edges(searcher, ids, X, hashes, paired, threshold=threshold, k=k,
                                                 hamming=hamming, embedding=embedding, metric=metric)
-    exact = combined(colour, bits, threshold=threshold, hamming=hamming)
+    exact = combined(colour, bits, threshold=threshold, hamming=hamming, veto=veto)
     matrices: dict[bytes, np.ndarray] = {}
 
     def pairwise(positions: np.ndarray) -> np.ndarray:
@@ -325,14 +340,15 @@ def find_duplicates(
             i, j = np.triu_indices(len(positions), 1)
             bits_ = np.zeros((len(positions), len(positions)), dtype=np.int64)
             bits_[i, j] = bits_[j, i] = _bits(hashes, positions[i], positions[j])
-            matrices[key] = combined(pairwise_distances(paired, X, positions), bits_, threshold=threshold, hamming=hamming)
+            matrices[key] = combined(pairwise_distances(paired, X, positions), bits_, threshold=threshold, hamming=hamming,
+                                     veto=veto)
         return matrices[key]
 
     positions = group_edges(len(ids), left, right, exact, threshold=threshold, pairwise=pairwise)
     groups = [_group(searcher.store, ids, members, pairwise(np.sort(members))) for members in positions]
     pairs = int(np.count_nonzero(exact <= threshold))
     return Duplicates(threshold, k, metric, groups, pairs, len(left), len(ids), time.perf_counter() - started, hamming,
-                      int(np.count_nonzero(hashes == NO_HASH)))
+                      int(np.count_nonzero(hashes == NO_HASH)), None if hamming is None else veto)
 
 
 def _group(store: Any, ids: np.ndarray, members: np.ndarray, matrix: np.ndarray) -> Group:

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel
 
-from search.duplicates import DEFAULT_K, DEFAULT_THRESHOLD, DUPLICATE_METRIC, MAX_K, Duplicates
+from search.duplicates import DEFAULT_HAMMING, DEFAULT_K, DEFAULT_THRESHOLD, DUPLICATE_METRIC, MAX_K, Duplicates
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 60
@@ -59,6 +59,7 @@ class DuplicateGroup(BaseModel):
 
 class DuplicatePage(BaseModel):
     threshold: float
+    hamming: int | None
     k: int
     metric: str
     total_groups: int
@@ -73,19 +74,19 @@ def _item(image_id: int, path: str, width: int, height: int, size: int) -> dict[
 
 
 class _DuplicateCache:
-    """Reports by (generation, threshold, k); one computation at a time per app."""
+    """Reports by (generation, threshold, k, hamming); one computation at a time per app."""
 
     def __init__(self) -> None:
-        self.reports: collections.OrderedDict[tuple[int, float, int], Duplicates] = collections.OrderedDict()
+        self.reports: collections.OrderedDict[tuple[int, float, int, int], Duplicates] = collections.OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, service: Any, threshold: float, k: int) -> Duplicates:
+    def get(self, service: Any, threshold: float, k: int, hamming: int) -> Duplicates:
         searcher = service.searcher
         with self.lock:
-            key = (searcher.store.generation(), threshold, k)
+            key = (searcher.store.generation(), threshold, k, hamming)
             if key not in self.reports:
                 with service.lock:  # the Searcher's caches are shared with the search routes
-                    self.reports[key] = searcher.duplicates(threshold=threshold, k=k)
+                    self.reports[key] = searcher.duplicates(threshold=threshold, k=k, hamming=hamming)
                 while len(self.reports) > _KEPT:
                     self.reports.popitem(last=False)
             self.reports.move_to_end(key)
@@ -119,13 +120,16 @@ def install(app: FastAPI) -> None:
         request: Request,
         threshold: Annotated[float, Query(ge=0, le=MAX_THRESHOLD, description=f"Largest {DUPLICATE_METRIC} distance within a group.")] = DEFAULT_THRESHOLD,
         k: Annotated[int, Query(ge=1, le=MAX_K, description="Neighbours looked up per image.")] = DEFAULT_K,
+        hamming: Annotated[int, Query(ge=-1, le=64, description="Also pair images whose perceptual hashes differ in at most "
+                                      "this many of 64 bits; -1: colour only.")] = DEFAULT_HAMMING if DEFAULT_HAMMING is not None else -1,
         offset: Annotated[int, Query(ge=0, description="Groups to skip.")] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_GROUPS_PAGE, description="Groups per page.")] = 50,
     ) -> dict[str, Any]:
-        found = cache.get(service_of(request), threshold, k)
+        found = cache.get(service_of(request), threshold, k, hamming)
         groups = [
             {"images": [_item(m.id, m.path, m.width, m.height, m.size) | {"distance": m.distance} for m in group.members]}
             for group in found.groups[offset : offset + limit]
         ]
-        return {"threshold": found.threshold, "k": found.k, "metric": found.metric, "total_groups": len(found.groups),
+        return {"threshold": found.threshold, "hamming": found.hamming, "k": found.k, "metric": found.metric,
+                "total_groups": len(found.groups),
                 "pairs": found.pairs, "offset": offset, "groups": groups}

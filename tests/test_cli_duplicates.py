@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cbir.cli import main
+from search.duplicates import DEFAULT_HAMMING
 from tests.test_duplicates import make_duplicates_folder
 
 
@@ -61,14 +62,18 @@ def test_text_output_and_a_threshold_that_finds_nothing(indexed):
     assert result.exit_code == 0, result.output
     assert result.stdout.count("group ") == 5
     assert "5 groups, 20 images of 26" in result.stderr
-    none = invoke("--db", db, "--threshold", "0", "--json")
-    assert json.loads(none.stdout)["groups"] == []
+    none = invoke("--db", db, "--threshold", "0", "--hamming", "-1", "--json")
+    assert json.loads(none.stdout)["groups"] == [] and json.loads(none.stdout)["hamming"] is None
+    # At threshold 0 the hash test alone still pairs the copies whose hashes are within the bound.
+    hashed = json.loads(invoke("--db", db, "--threshold", "0", "--json").stdout)
+    assert hashed["groups"] and hashed["hamming"] == DEFAULT_HAMMING and hashed["unhashed"] == 0
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--threshold", "-0.5"], "threshold must be a finite number >= 0, got -0.5"),
     (["--threshold", "nan"], "threshold must be a finite number >= 0, got nan"),
     (["--k", "0"], "0 is not in the range 1<=x<=100"),
+    (["--hamming", "65"], "65 is not in the range -1<=x<=64"),
     (["--json", "--csv"], "give at most one of --json and --csv"),
 ])
 def test_bad_options_get_a_one_line_error(indexed, args, message):

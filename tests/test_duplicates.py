@@ -202,3 +202,11 @@ def test_duplicates_on_postgresql(postgres_url, tmp_path):
         assert found_names(searcher.duplicates()) == sorted(expected.values())
     finally:
         searcher.store.close()
+
+
+def test_a_pair_ruled_out_by_an_infinite_distance_is_cut_by_linkage():
+    # 0~1 and 1~2 are edges; 0 and 2 are ruled out (a hash veto gives inf): complete linkage must not join them.
+    matrix = np.array([[0.0, 0.1, np.inf], [0.1, 0.0, 0.2], [np.inf, 0.2, 0.0]])
+    groups = group_edges(3, np.array([0, 1]), np.array([1, 2]), np.array([0.1, 0.2]), threshold=0.5,
+                         pairwise=lambda p: matrix[np.ix_(p, p)])
+    assert [g.tolist() for g in groups] == [[0, 1]]

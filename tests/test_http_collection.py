@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from cbir.store import Store
 from indexer import index_folder
-from search.duplicates import DEFAULT_THRESHOLD
+from search.duplicates import DEFAULT_HAMMING, DEFAULT_THRESHOLD
 from search.http import create_app
 from tests.test_duplicates import make_duplicates_folder
 
@@ -66,7 +66,8 @@ def test_duplicates_lists_the_groups_and_pages_them(site):
     assert image["distance"] == 0.0 and image["thumbnail"] == f"/api/images/{image['id']}/thumbnail"
     second = client.get("/api/duplicates", params={"offset": 2, "limit": 2}).json()
     assert second["groups"] == body["groups"][2:4] and second["offset"] == 2
-    assert client.get("/api/duplicates", params={"threshold": 0}).json()["groups"] == []
+    assert client.get("/api/duplicates", params={"threshold": 0, "hamming": -1}).json()["groups"] == []
+    assert client.get("/api/duplicates", params={"threshold": 0}).json()["hamming"] == DEFAULT_HAMMING
 
 
 @pytest.mark.parametrize("params", [{"threshold": -0.1}, {"threshold": 1.5}, {"threshold": "nan"}, {"k": 0}, {"limit": 201}])

@@ -54,6 +54,7 @@ from search.duplicates import (
     DEFAULT_HAMMING,
     DEFAULT_K,
     DEFAULT_THRESHOLD,
+    DEFAULT_VETO,
     DUPLICATE_METRIC,
     NO_HASH,
     candidate_edges,
@@ -73,8 +74,9 @@ METRIC_GRIDS = {
 DEFAULT_METRICS = ["chi2-soft", "chi2", "hellinger", "l1"]
 HAMMING = list(range(2, 17, 2)) + [10]
 #: The joint grid of ``cbir duplicates``: chi2-soft threshold x Hamming bound (-1: colour alone).
-JOINT_T = np.round(np.arange(0.10, 0.401, 0.02), 3)
-JOINT_H = [-1, 2, 4, 6, 8, 10, 12]
+JOINT_T = np.round(np.arange(0.10, 0.401, 0.03), 3)
+JOINT_H = [-1, 6, 8, 10, 12]
+JOINT_VETO = [None, 18, 22, 26]
 log = print
 
 
@@ -169,16 +171,18 @@ def joint_curves(db: Path, truth: list[list[str]], k: int) -> dict[str, list[dic
     full_bits = hamming_bits(hashes[:, None], hashes[None, :])
     curves: dict[str, list[dict]] = {}
     for h in JOINT_H:
-        hamming = None if h < 0 else h
-        curve = []
-        for threshold in JOINT_T:
-            t = float(threshold)
-            exact = combined(colour, bits, threshold=t, hamming=hamming)
-            matrix = combined(full, full_bits, threshold=t, hamming=hamming)
-            groups = group_edges(len(ids), left, right, exact, threshold=t,
-                                 pairwise=lambda p, m=matrix: m[np.ix_(p, p)])
-            curve.append({"threshold": t, "hamming": h, **pair_scores([[names[p] for p in g] for g in groups], truth)})
-        curves[f"cbir-h{h}"] = curve
+        for veto in JOINT_VETO if h >= 0 else [None]:
+            hamming = None if h < 0 else h
+            curve = []
+            for threshold in JOINT_T:
+                t = float(threshold)
+                exact = combined(colour, bits, threshold=t, hamming=hamming, veto=veto)
+                matrix = combined(full, full_bits, threshold=t, hamming=hamming, veto=veto)
+                groups = group_edges(len(ids), left, right, exact, threshold=t,
+                                     pairwise=lambda p, m=matrix: m[np.ix_(p, p)])
+                curve.append({"threshold": t, "hamming": h, "veto": veto,
+                              **pair_scores([[names[p] for p in g] for g in groups], truth)})
+            curves[f"cbir-h{h}" + (f"-v{veto}" if veto is not None else "")] = curve
     searcher.store.close()
     return curves
 
@@ -262,7 +266,12 @@ def accuracy(args: argparse.Namespace) -> dict:
         log(f"{name}: {results[name]['images']} images, {time.perf_counter() - started:.0f} s", file=sys.stderr)
     for name, folder in sets.items():
         started = time.perf_counter()
-        results[name].update(joint_curves(_index(folder, args.work), _truth(folder), args.k))
+        saved = args.work / f"{name}-joint-k{args.k}.json"
+        if saved.exists() and not args.joint_again:
+            results[name].update(json.loads(saved.read_text()))
+            continue
+        results[name].update(joint := joint_curves(_index(folder, args.work), _truth(folder), args.k))
+        saved.write_text(json.dumps(joint))
         log(f"{name}: joint grid {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return results
 
@@ -275,14 +284,15 @@ def choose_joint(results: dict) -> dict:
         for i, point in enumerate(next(iter(results.values()))[key]):
             f1 = [r[key][i]["f1"] for r in results.values()]
             margin = [a - _at(r["phash"], 10.0)["f1"] for a, r in zip(f1, results.values())]
-            options.append((min(margin), float(np.mean(f1)), key, i, point["threshold"], point["hamming"]))
+            options.append((min(margin), float(np.mean(f1)), key, i, point["threshold"], key[4:]))
     options.sort(reverse=True)
     log("| threshold | hamming | smallest F1 margin over pHash | mean F1 | " + " | ".join(results) + " |")
     log("|---|---|---|---|" + "---|" * len(results))
     for margin, mean, key, i, t, h in options[:12]:
         log(f"| {t:g} | {h} | {margin:+.3f} | {mean:.3f} | " + " | ".join(f"{r[key][i]['f1']:.3f}" for r in results.values()) + " |")
     margin, mean, key, i, t, h = options[0]
-    default_key = f"cbir-h{DEFAULT_HAMMING if DEFAULT_HAMMING is not None else -1}"
+    default_key = f"cbir-h{DEFAULT_HAMMING if DEFAULT_HAMMING is not None else -1}" + (
+        f"-v{DEFAULT_VETO}" if DEFAULT_VETO is not None and DEFAULT_HAMMING is not None else "")
     log(f"chosen: threshold {t:g}, hamming {h} (smallest margin {margin:+.3f}, mean F1 {mean:.3f}); "
         f"the defaults in the code: {DEFAULT_THRESHOLD:g}, {DEFAULT_HAMMING}")
     log("| set | method | P | R | F1 |")
@@ -428,6 +438,7 @@ def main() -> None:
     parser.add_argument("--by-edit", action="store_true", help="also: which edits each method recovers")
     parser.add_argument("--scale", type=int, help="time the self-join over this many histograms instead")
     parser.add_argument("--threads", type=int, default=1, help="FAISS threads")
+    parser.add_argument("--joint-again", action="store_true", help="measure the (threshold, hamming, veto) grid again")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args_wang = args.wang
