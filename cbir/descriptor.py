@@ -14,8 +14,8 @@ from cbir.color import nearest_codewords, rgb_to_lab
 from cbir.color_query import check_colors
 from cbir.errors import BadInputError
 from cbir.histogram import histogram, n_regions, parse_layout, region_weights
-from cbir.perceptual import perceptual_hash
 from cbir.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, DecodedImage, decode_image, read_bytes
+from cbir.perceptual import perceptual_hash
 
 
 @dataclass(frozen=True)

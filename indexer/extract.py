@@ -28,8 +28,8 @@ from cbir.codebook import Codebook, sample_pixels
 from cbir.color import N_COLORS_24BIT, QuantizationTable
 from cbir.descriptor import Descriptor, content_hash
 from cbir.errors import BadImageError
-from cbir.perceptual import perceptual_hash
 from cbir.images import DecodedImage, load_image, read_bytes
+from cbir.perceptual import perceptual_hash
 
 # Set in the parent before the workers are forked and inherited (the table), or sent to each worker (the hashes).
 _shared_table: mmap.mmap | None = None

@@ -28,14 +28,15 @@ from cbir.perceptual import near_pairs
 
 #: Distance used to confirm edges: measured to separate near-duplicates best (README, "Near-duplicates").
 DUPLICATE_METRIC = "chi2-soft"
-#: Default threshold on :data:`DUPLICATE_METRIC`: the one with the best mean pair F1 over three
-#: near-duplicate benchmark sets (README, "Near-duplicates").
-DEFAULT_THRESHOLD = 0.28
+#: Default threshold on :data:`DUPLICATE_METRIC`, chosen jointly with :data:`DEFAULT_HAMMING` and
+#: :data:`DEFAULT_VETO`: of the settings at least as good as pHash on three near-duplicate benchmark
+#: sets, the best mean pair F1 (README, "Near-duplicates").
+DEFAULT_THRESHOLD = 0.31
 #: Default largest Hamming distance of two perceptual hashes (64 bits) that makes a pair by itself:
 #: measured with the threshold over the same sets (README, "Near-duplicates").
-DEFAULT_HAMMING: int | None = 8
+DEFAULT_HAMMING: int | None = 12
 #: Hashes further apart than this many bits rule a pair out whatever its colours (None: no veto): measured likewise.
-DEFAULT_VETO: int | None = 22
+DEFAULT_VETO: int | None = 34
 #: Stands for "no hash" (a row indexed before hashes were kept); no real hash is tested against it.
 NO_HASH = np.iinfo(np.int64).min
 #: Neighbours looked up per image: a group can have up to k + 1 images found directly
