@@ -249,6 +249,24 @@ def distance_function(metric: str, centers: np.ndarray | None = None) -> Distanc
     return lambda q, X: qfd(q, X, similarity)
 
 
+def paired_parts(metric: str, centers: np.ndarray | None = None) -> tuple[Callable[[np.ndarray], np.ndarray],
+                                                                       Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """:func:`paired_distance_function` in two steps, ``(prepare, compare)``: ``compare(prepare(A), prepare(B))``
+    gives the same values, so rows met in many pairs (a group's distance matrix) are prepared (softened) once.
+
+    Raises
+    ------
+    BadInputError
+        For an unknown metric, or a QFD or chi2-soft metric without centers.
+    """
+    if metric == "chi2-soft":
+        spread = soft_similarity(np.asarray(centers))
+        return (lambda X: soften(np.atleast_2d(X), spread)), _chi2_rows
+    if metric == "chi2":
+        return (lambda X: np.atleast_2d(np.asarray(X, np.float64))), _chi2_rows
+    return (lambda X: X), paired_distance_function(metric, centers)
+
+
 def _chi2_rows(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     terms = (A - B) ** 2
     total = A + B

@@ -23,6 +23,11 @@ from cbir.errors import BadInputError
 HASH_BITS = 64
 _SIDE = 32  # thumbnail side
 _LOW = 8  # low-frequency block side: _LOW ** 2 == HASH_BITS
+#: The hash of an image with no structure to hash (a thumbnail this flat, in gray levels): all bits 0, which a
+#: median split never gives otherwise. Solid and nearly solid images of any colour would all hash alike, so
+#: the hash test does not apply to them (colour alone decides).
+NO_STRUCTURE = 0
+FLAT_STD = 2.0
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
@@ -37,7 +42,8 @@ def perceptual_hash(rgb: np.ndarray) -> int:
     Returns
     -------
     int
-        In [-2**63, 2**63): the hash's bits, most significant first, read as a signed integer.
+        In [-2**63, 2**63): the hash's bits, most significant first, read as a signed integer;
+        :data:`NO_STRUCTURE` for a (nearly) flat image.
 
     Raises
     ------
@@ -50,6 +56,8 @@ def perceptual_hash(rgb: np.ndarray) -> int:
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
     # INTER_AREA averages every pixel into the thumbnail (a large image is not merely sampled).
     small = cv2.resize(gray, (_SIDE, _SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+    if float(small.std()) < FLAT_STD:
+        return NO_STRUCTURE
     low = cv2.dct(small)[:_LOW, :_LOW]
     bits = (low > np.median(low)).reshape(-1)
     return int(np.packbits(bits).view(">i8")[0])

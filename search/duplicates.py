@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from cbir.distances import paired_distance_function
+from cbir.distances import paired_parts
 from cbir.duplicates import centre_of, group_edges
 from cbir.embedding import Embedding
 from cbir.errors import BadInputError
 from cbir.perceptual import hamming as hamming_bits
-from cbir.perceptual import near_pairs
+from cbir.perceptual import NO_STRUCTURE, near_pairs
 
 #: Distance used to confirm edges: measured to separate near-duplicates best (README, "Near-duplicates").
 DUPLICATE_METRIC = "chi2-soft"
@@ -47,6 +47,7 @@ MAX_K = 100
 _BATCH = 2048
 _PAIRS = 4096
 Paired = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Parts = tuple[Callable[[np.ndarray], np.ndarray], Paired]
 KEEP_RULES = ("largest", "newest", "oldest")
 
 
@@ -228,13 +229,14 @@ def combined(colour: np.ndarray, bits: np.ndarray, *, threshold: float, hamming:
 
 
 def _bits(hashes: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Hamming distance of each pair; -1 where either row has no hash."""
+    """Hamming distance of each pair; -1 where either row has no hash, or a flat image's (no structure to compare)."""
     a, b = hashes[left], hashes[right]
-    return np.where((a == NO_HASH) | (b == NO_HASH), -1, hamming_bits(a, b))
+    missing = (a == NO_HASH) | (b == NO_HASH) | (a == NO_STRUCTURE) | (b == NO_STRUCTURE)
+    return np.where(missing, -1, hamming_bits(a, b))
 
 
 def duplicate_edges(
-    searcher: Any, ids: np.ndarray, X: np.ndarray, hashes: np.ndarray, paired: Paired, *,
+    searcher: Any, ids: np.ndarray, X: np.ndarray, hashes: np.ndarray, paired: Paired | Parts, *,
     threshold: float, k: int, hamming: int | None, embedding: Embedding | None = None, metric: str = DUPLICATE_METRIC,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Candidate pairs (left, right) with their exact colour distance and Hamming distance (-1: no hash).
@@ -250,25 +252,42 @@ def duplicate_edges(
         found = _embedding_pairs(searcher, embedding or searcher.metric(metric)[0], ids, X, threshold=threshold, k=k)
     left, right = found
     if hamming is not None:
-        hashed = np.flatnonzero(hashes != NO_HASH)
+        hashed = np.flatnonzero((hashes != NO_HASH) & (hashes != NO_STRUCTURE))
         hash_left, hash_right = near_pairs(hashes[hashed], hamming)
         left, right = _unique_pairs(np.concatenate([left, hashed[hash_left]]), np.concatenate([right, hashed[hash_right]]))
     return left, right, _paired(paired, X, left, right), _bits(hashes, left, right)
 
 
-def _paired(paired: Paired, X: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Exact distances of row pairs (X[left[i]], X[right[i]]), a block of pairs at a time."""
+def _paired(paired: Paired | Parts, X: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Exact distances of row pairs (X[left[i]], X[right[i]]), a block of pairs at a time.
+
+    With ``(prepare, compare)`` parts (:func:`cbir.distances.paired_parts`), each row of a block is prepared once.
+    """
     out = np.empty(len(left))
     for start in range(0, len(left), _PAIRS):
         end = start + _PAIRS
-        out[start:end] = paired(X[left[start:end]], X[right[start:end]])
+        if isinstance(paired, tuple):
+            prepare, compare = paired
+            rows, inverse = np.unique(np.concatenate([left[start:end], right[start:end]]), return_inverse=True)
+            ready = prepare(X[rows])
+            half = len(left[start:end])
+            out[start:end] = compare(ready[inverse[:half]], ready[inverse[half:]])
+        else:
+            out[start:end] = paired(X[left[start:end]], X[right[start:end]])
     return out
 
 
-def pairwise_distances(paired: Paired, X: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Exact distances (s, s) among the rows ``X[positions]``."""
+def pairwise_distances(paired: Paired | Parts, X: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Exact distances (s, s) among the rows ``X[positions]`` (with parts, each row prepared once)."""
     i, j = np.triu_indices(len(positions), 1)
     matrix = np.zeros((len(positions), len(positions)))
+    if isinstance(paired, tuple):
+        prepare, compare = paired
+        ready = prepare(X[positions])
+        for start in range(0, len(i), _PAIRS):
+            a, b = i[start : start + _PAIRS], j[start : start + _PAIRS]
+            matrix[a, b] = matrix[b, a] = compare(ready[a], ready[b])
+        return matrix
     matrix[i, j] = matrix[j, i] = _paired(paired, X, positions[i], positions[j])
     return matrix
 
@@ -324,7 +343,7 @@ def find_duplicates(
     hamming = None if hamming is None or hamming < 0 else int(hamming)
     if veto is not None and (isinstance(veto, bool) or not isinstance(veto, (int, np.integer)) or not 0 <= veto <= 64):
         raise BadInputError(f"veto must be an integer between 0 and 64, got {veto!r}")
-    paired = paired_distance_function(metric, searcher.codebook.centers)
+    paired = paired_parts(metric, searcher.codebook.centers)
     ids, X = searcher.histograms()
     if len(ids) < 2:
         return Duplicates(threshold, k, metric, [], 0, 0, len(ids), time.perf_counter() - started, hamming, 0,

@@ -210,3 +210,19 @@ def test_a_pair_ruled_out_by_an_infinite_distance_is_cut_by_linkage():
     groups = group_edges(3, np.array([0, 1]), np.array([1, 2]), np.array([0.1, 0.2]), threshold=0.5,
                          pairwise=lambda p: matrix[np.ix_(p, p)])
     assert [g.tolist() for g in groups] == [[0, 1]]
+
+
+@pytest.mark.parametrize("metric", ["chi2-soft", "chi2", "l1"])
+def test_prepared_rows_give_the_distances_of_the_paired_function(metric):
+    from cbir.distances import paired_distance_function, paired_parts
+    from search.duplicates import _paired, pairwise_distances
+
+    rng = np.random.default_rng(0)
+    centers = rng.uniform(0, 100, (8, 3)).astype(np.float32)
+    X = rng.random((40, 16)).astype(np.float32)
+    X /= X.sum(axis=1, keepdims=True)
+    positions = np.array([3, 7, 8, 20, 39])
+    direct, parts = paired_distance_function(metric, centers), paired_parts(metric, centers)
+    np.testing.assert_allclose(pairwise_distances(parts, X, positions), pairwise_distances(direct, X, positions), rtol=1e-12)
+    left, right = rng.integers(0, 40, 500), rng.integers(0, 40, 500)
+    np.testing.assert_allclose(_paired(parts, X, left, right), _paired(direct, X, left, right), rtol=1e-12)

@@ -96,3 +96,18 @@ def test_an_index_made_before_hashes_is_paired_by_colour_then_filled_by_a_sync(t
         again = Searcher(store).duplicates()
         assert again.unhashed == 0 and len(again.groups) == 4
         assert index_folder(folder, store, workers=1).unchanged == 8  # and then left alone
+
+
+def test_flat_images_have_no_structure_and_are_not_paired_by_hash():
+    from cbir.perceptual import NO_STRUCTURE
+
+    red = np.zeros((48, 64, 3), np.uint8)
+    red[..., 0] = 220
+    blue = np.zeros((48, 64, 3), np.uint8)
+    blue[..., 2] = 200
+    assert perceptual_hash(red) == perceptual_hash(blue) == NO_STRUCTURE
+    assert perceptual_hash(scene(0)) != NO_STRUCTURE
+    from search.duplicates import _bits
+
+    hashes = np.array([NO_STRUCTURE, NO_STRUCTURE, perceptual_hash(scene(0))], dtype=np.int64)
+    assert _bits(hashes, np.array([0, 0]), np.array([1, 2])).tolist() == [-1, -1]  # colour alone decides

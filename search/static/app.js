@@ -252,9 +252,10 @@ async function loadDuplicates(fresh) {
   }
   state.dupOffset += body.groups.length;
   const n = body.total_groups;
+  const hashes = body.hamming === null || body.hamming === undefined ? "" : ` or hashes within ${body.hamming} bits`;
   $("dup-status").textContent = n
-    ? `${n.toLocaleString()} group${n === 1 ? "" : "s"} (${body.pairs.toLocaleString()} pairs) within ${body.threshold} by ${body.metric}`
-    : `No near-duplicates within ${body.threshold} by ${body.metric}`;
+    ? `${n.toLocaleString()} group${n === 1 ? "" : "s"} (${body.pairs.toLocaleString()} pairs) within ${body.threshold} by ${body.metric}${hashes}`
+    : `No near-duplicates within ${body.threshold} by ${body.metric}${hashes}`;
   $("more-groups").hidden = state.dupOffset >= n;
 }
 

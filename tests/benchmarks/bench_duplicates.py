@@ -413,20 +413,24 @@ def scale(n: int, work: Path, k: int) -> dict:
             previous, previous_hashes = rows, hashes
             made += m
         fill_s = time.perf_counter() - t0
+        log(f"filled {n:,} rows in {fill_s:.0f} s", file=sys.stderr)
         t0 = time.perf_counter()
         update_vectors(store, codebook_id, codebook)  # the compact vectors, as cbir index makes them
         project_s = time.perf_counter() - t0
         searcher = Searcher(store)
-        t0 = time.perf_counter()
-        searcher.duplicates(k=k)
-        cold_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
+        cold = searcher.duplicates(k=k)
+        cold_s, cold_cpu = time.perf_counter() - t0, time.process_time() - c0
+        log(f"cold: {cold_s:.1f} s wall, {cold_cpu:.1f} s CPU; {len(cold.groups)} groups, {cold.compared} compared",
+            file=sys.stderr)
+        t0, c0 = time.perf_counter(), time.process_time()
         warm = searcher.duplicates(k=k)
-        warm_s = time.perf_counter() - t0
+        warm_s, warm_cpu = time.perf_counter() - t0, time.process_time() - c0
         compact = searcher.compact_state() is not None
         store.close()
     dim = base.shape[1]
     out = {"images": n, "dim": int(dim), "k": k, "fill_s": fill_s, "project_s": project_s, "cold_s": cold_s, "warm_s": warm_s,
+           "cold_cpu_s": cold_cpu, "warm_cpu_s": warm_cpu, "load_average": os.getloadavg(),
            "hamming": warm.hamming, "compact_candidates": compact,
            "groups": len(warm.groups), "pairs": warm.pairs, "compared": warm.compared,
            "kind": "ivf" if Searcher.approximate_at(n) else "flat"}
