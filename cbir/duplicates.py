@@ -10,6 +10,7 @@ by a centre rule beyond (every member within the threshold of the group's centre
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -129,15 +130,27 @@ def _complete_linkage(members: np.ndarray, matrix: np.ndarray, threshold: float)
 
 
 def _by_centres(members: np.ndarray, left: np.ndarray, right: np.ndarray) -> list[np.ndarray]:
-    """Greedy stars: the free item with most free neighbours becomes a centre and takes them."""
+    """Greedy stars: the free item with most free neighbours (then the lowest) becomes a centre and takes them.
+
+    Lazy greedy over a heap: free-neighbour counts only fall, so an item whose count is still the
+    one it was queued with is the best; O(edges log items), not a scan of the free items per star.
+    """
     neighbours: dict[int, set[int]] = {int(m): set() for m in members}
     for a, b in zip(left.tolist(), right.tolist()):
         neighbours[a].add(b)
         neighbours[b].add(a)
     free = set(neighbours)
+    heap = [(-len(neighbours[m]), m) for m in sorted(neighbours)]
+    heapq.heapify(heap)
     groups = []
-    while free:
-        centre = max(sorted(free), key=lambda m: len(neighbours[m] & free))
+    while heap:
+        count, centre = heapq.heappop(heap)
+        if centre not in free:
+            continue
+        now = len(neighbours[centre] & free)
+        if now != -count:
+            heapq.heappush(heap, (-now, centre))
+            continue
         star = (neighbours[centre] & free) | {centre}
         free -= star
         if len(star) >= 2:

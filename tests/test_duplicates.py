@@ -226,3 +226,29 @@ def test_prepared_rows_give_the_distances_of_the_paired_function(metric):
     np.testing.assert_allclose(pairwise_distances(parts, X, positions), pairwise_distances(direct, X, positions), rtol=1e-12)
     left, right = rng.integers(0, 40, 500), rng.integers(0, 40, 500)
     np.testing.assert_allclose(_paired(parts, X, left, right), _paired(direct, X, left, right), rtol=1e-12)
+
+
+def test_centre_rule_takes_the_best_connected_free_item_first():
+    # Reference: the plain rule (scan every free item for the most free neighbours, lowest first) on random graphs.
+    from cbir.duplicates import _by_centres
+
+    def plain(left, right):  # type: ignore[no-untyped-def]
+        neighbours: dict[int, set[int]] = {}
+        for a, b in zip(left.tolist(), right.tolist()):
+            neighbours.setdefault(a, set()).add(b)
+            neighbours.setdefault(b, set()).add(a)
+        free, groups = set(neighbours), []
+        while free:
+            centre = max(sorted(free), key=lambda m: len(neighbours[m] & free))
+            star = (neighbours[centre] & free) | {centre}
+            free -= star
+            groups += [sorted(star)] if len(star) >= 2 else []
+        return groups
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(3, 40))
+        left, right = rng.integers(0, n, 80), rng.integers(0, n, 80)
+        left, right = left[left != right], right[left != right]
+        members = np.unique(np.concatenate([left, right]))
+        assert [g.tolist() for g in _by_centres(members, left, right)] == plain(left, right)
