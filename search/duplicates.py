@@ -46,6 +46,8 @@ MAX_K = 100
 #: Images per FAISS self-join batch, and row pairs per exact-distance block.
 _BATCH = 2048
 _PAIRS = 4096
+#: Largest float32 matrix of prepared (softened) rows kept for a self-join (2 GB: 130,000 default histograms).
+PREPARE_ALL_BYTES = 2 << 30
 Paired = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Parts = tuple[Callable[[np.ndarray], np.ndarray], Paired]
 KEEP_RULES = ("largest", "newest", "oldest")
@@ -238,6 +240,7 @@ def _bits(hashes: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray
 def duplicate_edges(
     searcher: Any, ids: np.ndarray, X: np.ndarray, hashes: np.ndarray, paired: Paired | Parts, *,
     threshold: float, k: int, hamming: int | None, embedding: Embedding | None = None, metric: str = DUPLICATE_METRIC,
+    prepared: tuple[Paired | Parts, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Candidate pairs (left, right) with their exact colour distance and Hamming distance (-1: no hash).
 
@@ -255,7 +258,24 @@ def duplicate_edges(
         hashed = np.flatnonzero((hashes != NO_HASH) & (hashes != NO_STRUCTURE))
         hash_left, hash_right = near_pairs(hashes[hashed], hamming)
         left, right = _unique_pairs(np.concatenate([left, hashed[hash_left]]), np.concatenate([right, hashed[hash_right]]))
-    return left, right, _paired(paired, X, left, right), _bits(hashes, left, right)
+    paired, rows = prepared if prepared is not None else prepared_once(paired, X)
+    return left, right, _paired(paired, rows, left, right), _bits(hashes, left, right)
+
+
+def prepared_once(paired: Paired | Parts, X: np.ndarray) -> tuple[Paired | Parts, np.ndarray]:
+    """``(paired, rows)`` to confirm pairs with: every row prepared (softened) once, as float32, when the
+    prepared matrix fits in :data:`PREPARE_ALL_BYTES`; else ``(paired, X)`` as given (prepared per block).
+
+    A row is in about 2k candidate pairs: preparing each once instead of per pair was the largest cost
+    of the self-join at 100,000 images (README, "Near-duplicates").
+    """
+    if not isinstance(paired, tuple) or X.size * 4 > PREPARE_ALL_BYTES:
+        return paired, X
+    prepare, compare = paired
+    ready = np.empty(X.shape, dtype=np.float32)
+    for start in range(0, len(X), _PAIRS):
+        ready[start : start + _PAIRS] = prepare(X[start : start + _PAIRS])
+    return (lambda rows: rows.astype(np.float64), compare), ready
 
 
 def _paired(paired: Paired | Parts, X: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -349,8 +369,10 @@ def find_duplicates(
         return Duplicates(threshold, k, metric, [], 0, 0, len(ids), time.perf_counter() - started, hamming, 0,
                           None if hamming is None else veto)
     hashes = stored_hashes(searcher.store, ids)
+    exact_paired, rows = prepared_once(paired, X)
     left, right, colour, bits = duplicate_edges(searcher, ids, X, hashes, paired, threshold=threshold, k=k,
-                                                hamming=hamming, embedding=embedding, metric=metric)
+                                                hamming=hamming, embedding=embedding, metric=metric,
+                                                prepared=(exact_paired, rows))
     exact = combined(colour, bits, threshold=threshold, hamming=hamming, veto=veto)
     matrices: dict[bytes, np.ndarray] = {}
 
@@ -360,8 +382,8 @@ def find_duplicates(
             i, j = np.triu_indices(len(positions), 1)
             bits_ = np.zeros((len(positions), len(positions)), dtype=np.int64)
             bits_[i, j] = bits_[j, i] = _bits(hashes, positions[i], positions[j])
-            matrices[key] = combined(pairwise_distances(paired, X, positions), bits_, threshold=threshold, hamming=hamming,
-                                     veto=veto)
+            matrices[key] = combined(pairwise_distances(exact_paired, rows, positions), bits_, threshold=threshold,
+                                     hamming=hamming, veto=veto)
         return matrices[key]
 
     positions = group_edges(len(ids), left, right, exact, threshold=threshold, pairwise=pairwise)

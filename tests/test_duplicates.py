@@ -252,3 +252,16 @@ def test_centre_rule_takes_the_best_connected_free_item_first():
         left, right = left[left != right], right[left != right]
         members = np.unique(np.concatenate([left, right]))
         assert [g.tolist() for g in _by_centres(members, left, right)] == plain(left, right)
+
+
+def test_rows_softened_once_or_per_block_give_the_same_groups(dup_index, monkeypatch):
+    import search.duplicates
+
+    searcher = Searcher.open(dup_index[0])
+    once = searcher.duplicates()
+    monkeypatch.setattr(search.duplicates, "PREPARE_ALL_BYTES", 0)  # too big to keep: softened per block
+    per_block = searcher.duplicates()
+    searcher.store.close()
+    assert [[m.id for m in g.members] for g in once.groups] == [[m.id for m in g.members] for g in per_block.groups]
+    for a, b in zip(once.groups, per_block.groups):
+        np.testing.assert_allclose([m.distance for m in a.members], [m.distance for m in b.members], atol=1e-5)
