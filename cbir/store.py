@@ -710,12 +710,16 @@ class Store:
 
     def paths(self, ids: Iterable[int]) -> dict[int, str]:
         """Id -> path for the given ids (unknown ids are left out)."""
-        wanted = [int(i) for i in ids]
-        out: dict[int, str] = {}
+        return {i: facts.path for i, facts in self.facts(ids).items()}
+
+    def facts(self, ids: Iterable[int]) -> dict[int, ImageFacts]:
+        """Id -> what a listing shows for the given ids (unknown ids are left out), 500 ids per query."""
+        wanted, out = [int(i) for i in ids], {}
+        columns = (ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime, ImageRow.width, ImageRow.height)
         for start in range(0, len(wanted), 500):
             with self.engine.connect() as conn:
-                rows = conn.execute(select(ImageRow.id, ImageRow.path).where(ImageRow.id.in_(wanted[start : start + 500])))
-                out.update({r.id: r.path for r in rows})
+                rows = conn.execute(select(*columns).where(ImageRow.id.in_(wanted[start : start + 500])))
+                out.update({r.id: ImageFacts(r.id, r.path, r.size, r.mtime, r.width, r.height) for r in rows})
         return out
 
     def image_page(self, *, before: int | None = None, limit: int = 100) -> list[ImageFacts]:

@@ -387,18 +387,19 @@ def find_duplicates(
         return matrices[key]
 
     positions = group_edges(len(ids), left, right, exact, threshold=threshold, pairwise=pairwise)
-    groups = [_group(searcher.store, ids, members, pairwise(np.sort(members))) for members in positions]
+    facts = searcher.store.facts(ids[np.concatenate(positions)]) if positions else {}  # one query per 500 images
+    groups = [_group(facts, ids, members, pairwise(np.sort(members))) for members in positions]
     pairs = int(np.count_nonzero(exact <= threshold))
     return Duplicates(threshold, k, metric, groups, pairs, len(left), len(ids), time.perf_counter() - started, hamming,
                       int(np.count_nonzero(hashes == NO_HASH)), None if hamming is None else veto)
 
 
-def _group(store: Any, ids: np.ndarray, members: np.ndarray, matrix: np.ndarray) -> Group:
+def _group(facts: dict[int, Any], ids: np.ndarray, members: np.ndarray, matrix: np.ndarray) -> Group:
     centre = centre_of(matrix)
     order = np.lexsort((ids[members], matrix[centre]))
     out = []
     for row in order:
-        record = store.image(int(ids[members[row]]))
+        record = facts.get(int(ids[members[row]]))
         if record is None:  # removed since the histograms were read
             continue
         out.append(Member(int(record.id), record.path, float(matrix[centre, row]), int(record.width),
