@@ -375,15 +375,22 @@ def find_duplicates(
                                                 prepared=(exact_paired, rows))
     exact = combined(colour, bits, threshold=threshold, hamming=hamming, veto=veto)
     matrices: dict[bytes, np.ndarray] = {}
+    measured: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # position -> (its component's positions, matrix)
 
     def pairwise(positions: np.ndarray) -> np.ndarray:
         key = positions.tobytes()
+        whole = measured.get(int(positions[0]))
+        if key not in matrices and whole is not None and np.isin(positions, whole[0]).all():
+            at = np.searchsorted(whole[0], positions)  # a group cut from a measured component: a slice of its matrix
+            return whole[1][np.ix_(at, at)]
         if key not in matrices:  # a group linkage kept whole is measured once
             i, j = np.triu_indices(len(positions), 1)
             bits_ = np.zeros((len(positions), len(positions)), dtype=np.int64)
             bits_[i, j] = bits_[j, i] = _bits(hashes, positions[i], positions[j])
             matrices[key] = combined(pairwise_distances(exact_paired, rows, positions), bits_, threshold=threshold,
                                      hamming=hamming, veto=veto)
+            if np.all(positions[:-1] < positions[1:]):
+                measured.update({int(p): (positions, matrices[key]) for p in positions})
         return matrices[key]
 
     positions = group_edges(len(ids), left, right, exact, threshold=threshold, pairwise=pairwise)
