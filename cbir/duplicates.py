@@ -158,6 +158,26 @@ def _by_centres(members: np.ndarray, left: np.ndarray, right: np.ndarray) -> lis
     return groups
 
 
+def hash_distance(bits: np.ndarray, *, threshold: float, hamming: int | None) -> np.ndarray:
+    """Hamming distances as distances on the colour scale: ``threshold * bits / hamming`` up to ``hamming``
+    bits, infinite beyond (and where a hash is missing, or hashes are off with ``hamming=None``)."""
+    bits = np.asarray(bits)
+    if hamming is None:
+        return np.full(bits.shape, np.inf)
+    scaled = threshold * bits / max(hamming, 1)
+    return np.where((bits >= 0) & (bits <= hamming), scaled, np.inf)
+
+
+def combined(colour: np.ndarray, bits: np.ndarray, *, threshold: float, hamming: int | None,
+             veto: int | None = None) -> np.ndarray:
+    """The distance groups are made with: within ``threshold`` when colour is, or the hashes are within ``hamming``;
+    with ``veto``, hashes more than ``veto`` bits apart rule a pair out whatever its colours (same colours, other picture)."""
+    out = np.minimum(colour, hash_distance(bits, threshold=threshold, hamming=hamming))
+    if veto is None or hamming is None:
+        return out
+    return np.where(np.asarray(bits) > veto, np.inf, out)
+
+
 def centre_of(matrix: np.ndarray) -> int:
     """Row of the medoid of a group: the member with the smallest largest distance to the others.
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cbir.distances import paired_parts
-from cbir.duplicates import centre_of, group_edges
+from cbir.duplicates import centre_of, combined, group_edges
 from cbir.embedding import Embedding
 from cbir.errors import BadInputError
 from cbir.perceptual import hamming as hamming_bits
@@ -208,26 +208,6 @@ def stored_hashes(store: Any, ids: np.ndarray) -> np.ndarray:
     positions = _positions(ids, hashed_ids)
     out[positions[positions >= 0]] = hashes[positions >= 0]
     return out
-
-
-def hash_distance(bits: np.ndarray, *, threshold: float, hamming: int | None) -> np.ndarray:
-    """Hamming distances as distances on the colour scale: ``threshold * bits / hamming`` up to ``hamming``
-    bits, infinite beyond (and where a hash is missing, or hashes are off with ``hamming=None``)."""
-    bits = np.asarray(bits)
-    if hamming is None:
-        return np.full(bits.shape, np.inf)
-    scaled = threshold * bits / max(hamming, 1)
-    return np.where((bits >= 0) & (bits <= hamming), scaled, np.inf)
-
-
-def combined(colour: np.ndarray, bits: np.ndarray, *, threshold: float, hamming: int | None,
-             veto: int | None = None) -> np.ndarray:
-    """The distance groups are made with: within ``threshold`` when colour is, or the hashes are within ``hamming``;
-    with ``veto``, hashes more than ``veto`` bits apart rule a pair out whatever its colours (same colours, other picture)."""
-    out = np.minimum(colour, hash_distance(bits, threshold=threshold, hamming=hamming))
-    if veto is None or hamming is None:
-        return out
-    return np.where(np.asarray(bits) > veto, np.inf, out)
 
 
 def _bits(hashes: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
