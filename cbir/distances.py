@@ -109,6 +109,12 @@ def gaussian_similarity(centers: np.ndarray, *, sigma: float = 20.0) -> np.ndarr
 #: Wang and on both near-duplicate sets; README, "Retrieval accuracy").
 SOFT_SIGMA = 3.0
 SOFT_POWER = 0.35
+#: chi2-soft values below this are rounding noise, returned as 0. Softening one query and a
+#: batch of rows are matrix products of different shapes, which BLAS may sum in different
+#: orders (it depends on the CPU's kernels): an image identical to a stored one then lands
+#: around 1e-35 instead of 0. Two histograms that differ by one float16 step in any bin are
+#: many orders of magnitude further apart (the root normalization lifts small bins).
+SOFT_NOISE = 1e-20
 
 
 def soft_similarity(centers: np.ndarray, *, sigma: float = SOFT_SIGMA) -> np.ndarray:
@@ -207,6 +213,7 @@ def chi2_soft(q: np.ndarray, X: np.ndarray, spread: np.ndarray) -> np.ndarray:
         np.maximum(total, np.finfo(np.float64).tiny, out=total)
         np.divide(terms, total, out=terms)
         out[start : start + 256] = 0.5 * terms.sum(axis=1)
+    out[out < SOFT_NOISE] = 0.0
     return out
 
 
@@ -288,7 +295,9 @@ def paired_distance_function(metric: str, centers: np.ndarray | None = None) -> 
         spread = soft_similarity(np.asarray(centers))
 
         def soft_rows(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-            return _chi2_rows(soften(np.atleast_2d(A), spread), soften(np.atleast_2d(B), spread))
+            out = _chi2_rows(soften(np.atleast_2d(A), spread), soften(np.atleast_2d(B), spread))
+            out[out < SOFT_NOISE] = 0.0
+            return out
 
         return soft_rows
     if metric == "chi2":

@@ -133,3 +133,20 @@ def test_spreading_matrix_has_no_subnormal_entries() -> None:
     assert not ((spread > 0) & (spread < tiny)).any()
     assert spread[1, 0] == 0.0 and spread[3, 2] > 0.1
     np.testing.assert_allclose(spread.sum(axis=0), 1.0, rtol=1e-12)
+
+
+def test_a_stored_row_is_at_exactly_zero_from_itself_whatever_the_batch_shape() -> None:
+    # One query and a 300-row batch are softened by matrix products of different shapes; the
+    # rounding of those may differ by CPU, but a row's distance to itself must be 0, and a
+    # one-step float16 change in a single bin must not be swallowed as noise.
+    wide = np.random.default_rng(3).uniform([0, -60, -60], [100, 60, 60], size=(128, 3)).astype(np.float32)
+    X = _random_histograms(300, 4, 128, seed=11).astype(np.float16).astype(np.float32)
+    d = distance_function("chi2-soft", wide)
+    for i in (0, 137, 299):
+        distances = d(X[i], X)
+        assert distances[i] == 0.0
+        assert np.sum(distances == 0.0) == 1
+    changed = X[5].copy()
+    j = int(np.flatnonzero(changed)[0])
+    changed[j] = np.nextafter(np.float16(changed[j]), np.float16(1)).astype(np.float32)
+    assert d(changed, X)[5] > 0.0
