@@ -13,7 +13,6 @@ then groups them by complete linkage on that test, so groups do not chain.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,8 @@ from cbir.embedding import Embedding
 from cbir.errors import BadInputError
 from cbir.perceptual import hamming as hamming_bits
 from cbir.perceptual import NO_STRUCTURE, near_pairs
+from search.duplicate_exact import Paired, Parts, pairwise_distances, prepared_once
+from search.duplicate_exact import paired_rows as _paired
 
 #: Distance used to confirm edges: measured to separate near-duplicates best (README, "Near-duplicates").
 DUPLICATE_METRIC = "chi2-soft"
@@ -43,13 +44,8 @@ NO_HASH = np.iinfo(np.int64).min
 #: (more through shared neighbours).
 DEFAULT_K = 10
 MAX_K = 100
-#: Images per FAISS self-join batch, and row pairs per exact-distance block.
+#: Images per FAISS self-join batch.
 _BATCH = 2048
-_PAIRS = 4096
-#: Largest float32 matrix of prepared (softened) rows kept for a self-join (2 GB: 130,000 default histograms).
-PREPARE_ALL_BYTES = 2 << 30
-Paired = Callable[[np.ndarray, np.ndarray], np.ndarray]
-Parts = tuple[Callable[[np.ndarray], np.ndarray], Paired]
 KEEP_RULES = ("largest", "newest", "oldest")
 
 
@@ -240,56 +236,6 @@ def duplicate_edges(
         left, right = _unique_pairs(np.concatenate([left, hashed[hash_left]]), np.concatenate([right, hashed[hash_right]]))
     paired, rows = prepared if prepared is not None else prepared_once(paired, X)
     return left, right, _paired(paired, rows, left, right), _bits(hashes, left, right)
-
-
-def prepared_once(paired: Paired | Parts, X: np.ndarray) -> tuple[Paired | Parts, np.ndarray]:
-    """``(paired, rows)`` to confirm pairs with: every row prepared (softened) once, as float32, when the
-    prepared matrix fits in :data:`PREPARE_ALL_BYTES`; else ``(paired, X)`` as given (prepared per block).
-
-    A row is in about 2k candidate pairs: preparing each once instead of per pair was the largest cost
-    of the self-join at 100,000 images (README, "Near-duplicates").
-    """
-    if not isinstance(paired, tuple) or X.size * 4 > PREPARE_ALL_BYTES:
-        return paired, X
-    prepare, compare = paired
-    ready = np.empty(X.shape, dtype=np.float32)
-    for start in range(0, len(X), _PAIRS):
-        ready[start : start + _PAIRS] = prepare(X[start : start + _PAIRS])
-    return (lambda rows: rows.astype(np.float64), compare), ready
-
-
-def _paired(paired: Paired | Parts, X: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Exact distances of row pairs (X[left[i]], X[right[i]]), a block of pairs at a time.
-
-    With ``(prepare, compare)`` parts (:func:`cbir.distances.paired_parts`), each row of a block is prepared once.
-    """
-    out = np.empty(len(left))
-    for start in range(0, len(left), _PAIRS):
-        end = start + _PAIRS
-        if isinstance(paired, tuple):
-            prepare, compare = paired
-            rows, inverse = np.unique(np.concatenate([left[start:end], right[start:end]]), return_inverse=True)
-            ready = prepare(X[rows])
-            half = len(left[start:end])
-            out[start:end] = compare(ready[inverse[:half]], ready[inverse[half:]])
-        else:
-            out[start:end] = paired(X[left[start:end]], X[right[start:end]])
-    return out
-
-
-def pairwise_distances(paired: Paired | Parts, X: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Exact distances (s, s) among the rows ``X[positions]`` (with parts, each row prepared once)."""
-    i, j = np.triu_indices(len(positions), 1)
-    matrix = np.zeros((len(positions), len(positions)))
-    if isinstance(paired, tuple):
-        prepare, compare = paired
-        ready = prepare(X[positions])
-        for start in range(0, len(i), _PAIRS):
-            a, b = i[start : start + _PAIRS], j[start : start + _PAIRS]
-            matrix[a, b] = matrix[b, a] = compare(ready[a], ready[b])
-        return matrix
-    matrix[i, j] = matrix[j, i] = _paired(paired, X, positions[i], positions[j])
-    return matrix
 
 
 def find_duplicates(

@@ -255,13 +255,35 @@ def test_centre_rule_takes_the_best_connected_free_item_first():
 
 
 def test_rows_softened_once_or_per_block_give_the_same_groups(dup_index, monkeypatch):
-    import search.duplicates
+    import search.duplicate_exact
 
     searcher = Searcher.open(dup_index[0])
     once = searcher.duplicates()
-    monkeypatch.setattr(search.duplicates, "PREPARE_ALL_BYTES", 0)  # too big to keep: softened per block
+    monkeypatch.setattr(search.duplicate_exact, "PREPARE_ALL_BYTES", 0)  # too big to keep: softened per block
     per_block = searcher.duplicates()
     searcher.store.close()
     assert [[m.id for m in g.members] for g in once.groups] == [[m.id for m in g.members] for g in per_block.groups]
     for a, b in zip(once.groups, per_block.groups):
         np.testing.assert_allclose([m.distance for m in a.members], [m.distance for m in b.members], atol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["chi2-soft", "chi2"])
+def test_prepared_float32_rows_give_the_paired_distances_bit_for_bit(metric):
+    # The fast path (pairs of float32 prepared rows, a few dozen at a time) against the float64 compare it replaces.
+    from cbir.distances import _chi2_rows, paired_parts
+    from search.duplicate_exact import READY_CHI2, pairwise_distances, paired_rows, prepared_once
+
+    rng = np.random.default_rng(1)
+    X = rng.random((300, 3 * 8)).astype(np.float32)
+    X[:, ::3] = 0.0  # empty bins on both sides: 0/0 is 0
+    paired, rows = prepared_once(paired_parts(metric, rng.uniform(0, 100, (8, 3))), X)
+    assert paired is READY_CHI2 and rows.dtype == np.float32
+    left, right = rng.integers(0, 300, 1000), rng.integers(0, 300, 1000)
+    expected = _chi2_rows(rows[left].astype(np.float64), rows[right].astype(np.float64))
+    np.testing.assert_array_equal(paired_rows(paired, rows, left, right), expected)
+    positions = np.array([2, 5, 40, 41, 299])
+    matrix = pairwise_distances(paired, rows, positions)
+    i, j = np.triu_indices(5, 1)
+    np.testing.assert_array_equal(matrix[i, j], _chi2_rows(rows[positions[i]].astype(np.float64), rows[positions[j]].astype(np.float64)))
+    np.testing.assert_array_equal(matrix, matrix.T)
+
