@@ -274,6 +274,26 @@ def histogram_to_bytes(histogram: np.ndarray) -> bytes:
             + values[nonzero].astype("<f2").tobytes())
 
 
+def histograms_from_bytes(blobs: Sequence[bytes]) -> np.ndarray:
+    """Decode stored histograms of one length into one float32 (n, d) matrix, each row in place (no stacking)."""
+    if not blobs:
+        return np.empty((0, 0), dtype=np.float32)
+    def length(blob: bytes) -> int:
+        return len(blob) // 4 if len(blob) % 4 == 0 else int.from_bytes(blob[1:3], "little")
+
+    d = length(blobs[0])
+    out = np.zeros((len(blobs), d), np.float32)
+    for row, blob in zip(out, blobs):
+        if length(blob) != d:
+            raise StoreError(f"stored histograms differ in length ({d} and {length(blob)} bins)")
+        if len(blob) % 4 == 0:
+            row[:] = np.frombuffer(blob, dtype="<f4")
+            continue
+        n = (len(blob) - 3) // 4
+        row[np.frombuffer(blob, dtype="<u2", count=n, offset=3)] = np.frombuffer(blob, dtype="<f2", count=n, offset=3 + 2 * n)
+    return out
+
+
 def histogram_from_bytes(blob: bytes) -> np.ndarray:
     """Decode a stored histogram (sparse, or dense float32 as schema 1 wrote it) to float32 (d,)."""
     if len(blob) % 4 == 0:
@@ -684,7 +704,7 @@ class Store:
             if not rows:
                 return
             ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows))
-            yield ids, np.stack([histogram_from_bytes(r.histogram) for r in rows])
+            yield ids, histograms_from_bytes([r.histogram for r in rows])
             last = int(ids[-1])
 
     def all_histograms(self) -> tuple[np.ndarray, np.ndarray]:
@@ -692,6 +712,8 @@ class Store:
         parts = list(self.iter_histograms())
         if not parts:
             return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32)
+        if len(parts) == 1:
+            return parts[0]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def histograms(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
