@@ -21,13 +21,16 @@ from cbir.distances import METRICS
 @click.option("--hamming", type=click.IntRange(-1, 64), default=None,
               help="Also pair images whose perceptual hashes differ in at most this many of 64 bits; -1: colour only "
                    "[default: measured, see README].")
+@click.option("--hash-veto", "veto", metavar="BITS|off", default=None,
+              help="Rule out a pair whose perceptual hashes differ in more than BITS of 64, whatever its colours; "
+                   "'off' keeps flipped and cropped copies that hash apart [default: measured, see README].")
 @click.option("--keep", type=click.Choice(["largest", "newest", "oldest"]), default=None,
               help="Mark which image of each group to keep (largest: most pixels, then bytes; newest/oldest: mtime).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV: one line per (group, image).")
 @handle_errors
 def duplicates(db: str, threshold: float | None, k: int | None, metric: str | None, hamming: int | None,
-               keep: str | None, as_json: bool, as_csv: bool) -> None:
+               veto: str | None, keep: str | None, as_json: bool, as_csv: bool) -> None:
     """Find every group of near-duplicate images in the index (it only lists them)."""
     from cbir.vectors import use_threads
     from search import Searcher
@@ -37,7 +40,7 @@ def duplicates(db: str, threshold: float | None, k: int | None, metric: str | No
     use_threads(1)
     searcher = Searcher.open(db)
     try:
-        found = searcher.duplicates(threshold=threshold, k=k, metric=metric, hamming=hamming)
+        found = searcher.duplicates(threshold=threshold, k=k, metric=metric, hamming=hamming, veto=veto)
     finally:
         searcher.store.close()
     document = found.to_dict(keep=keep)
@@ -59,7 +62,8 @@ def duplicates(db: str, threshold: float | None, k: int | None, metric: str | No
             mark = ("keep " if image["keep"] else "     ") if keep else ""
             click.echo(f"  {mark}{image['distance']:.4f}  {image['width']}x{image['height']}  {image['path']}")
     groups = document["groups"]
-    hashes = "colour only" if found.hamming is None else f"or hashes within {found.hamming} bits"
+    hashes = "colour only" if found.hamming is None else f"or hashes within {found.hamming} bits" + (
+        ", no hash veto" if found.veto is None else f", hash veto above {found.veto} bits")
     click.echo(f"{len(groups)} groups, {sum(len(g['images']) for g in groups)} images of {found.images} "
                f"(threshold {found.threshold:g} on {found.metric} {hashes}, k={found.k}); {found.seconds:.1f} s", err=True)
     if found.unhashed:

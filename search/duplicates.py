@@ -134,6 +134,21 @@ def check_options(threshold: float, k: int) -> tuple[float, int]:
     return threshold, int(k)
 
 
+def check_veto(veto: Any) -> int | None:
+    """The hash veto as bits (0..64), or None for none: ``"off"``, -1 or None. Integers may come as text
+    (a command-line or query-string value). Raises a :class:`BadInputError` naming a bad value."""
+    if veto is None or (isinstance(veto, str) and veto.strip().lower() == "off"):
+        return None
+    if isinstance(veto, str):
+        try:
+            veto = int(veto.strip())
+        except ValueError:
+            raise BadInputError(f"hash veto must be 'off' or an integer between 0 and 64, got {veto!r}") from None
+    if isinstance(veto, bool) or not isinstance(veto, (int, np.integer)) or not -1 <= veto <= 64:
+        raise BadInputError(f"hash veto must be 'off' or an integer between 0 and 64, got {veto!r}")
+    return None if veto < 0 else int(veto)
+
+
 def candidate_edges(
     searcher: Any, embedding: Embedding, paired: Paired, ids: np.ndarray, X: np.ndarray, *, threshold: float, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -245,7 +260,7 @@ def find_duplicates(
     k: int = DEFAULT_K,
     metric: str = DUPLICATE_METRIC,
     hamming: int | None = DEFAULT_HAMMING,
-    veto: int | None = DEFAULT_VETO,
+    veto: int | str | None = DEFAULT_VETO,
     embedding: Embedding | None = None,
 ) -> Duplicates:
     """Every group of near-duplicates in the index of ``searcher``.
@@ -266,9 +281,10 @@ def find_duplicates(
     hamming : int or None
         Largest Hamming distance (0..64) of two hashes that makes a pair whatever the colours; None or -1: colour only.
         Rows without a hash (an index made before hashes, until its next ``cbir index``) are paired by colour alone.
-    veto : int or None
+    veto : int, "off" or None
         Hashes more than this many bits apart rule a pair out even when its colours are within
-        ``threshold`` (None: no veto; no effect with hashes off or on rows without one).
+        ``threshold`` (None, "off" or -1: no veto; no effect with hashes off or on rows without one).
+        Its price: some flipped and cropped copies hash as far apart as unrelated pictures.
     embedding : Embedding, optional
         Search space of the colour self-join; by default the compact vectors (the metric's own
         embedding when there are none, or when ``metric`` is not :data:`DUPLICATE_METRIC`).
@@ -280,15 +296,14 @@ def find_duplicates(
     Raises
     ------
     BadInputError
-        For a negative or non-finite threshold, k or hamming out of range or an unknown metric.
+        For a negative or non-finite threshold, k, hamming or veto out of range or an unknown metric.
     """
     started = time.perf_counter()
     threshold, k = check_options(threshold, k)
     if hamming is not None and (isinstance(hamming, bool) or not isinstance(hamming, (int, np.integer)) or not -1 <= hamming <= 64):
         raise BadInputError(f"hamming must be an integer between 0 and 64 (-1: colour only), got {hamming!r}")
     hamming = None if hamming is None or hamming < 0 else int(hamming)
-    if veto is not None and (isinstance(veto, bool) or not isinstance(veto, (int, np.integer)) or not 0 <= veto <= 64):
-        raise BadInputError(f"veto must be an integer between 0 and 64, got {veto!r}")
+    veto = check_veto(veto)
     paired = paired_parts(metric, searcher.codebook.centers)
     ids, X = searcher.histograms()
     if len(ids) < 2:

@@ -279,17 +279,19 @@ class Searcher:
 
     # --- near-duplicates ----------------------------------------------------------
     def duplicates(self, *, threshold: float | None = None, k: int | None = None, metric: str | None = None,  # type: ignore[no-untyped-def]
-                   hamming: int | None = None):
-        """Every group of near-duplicates: see :func:`search.duplicates.find_duplicates` (defaults there; ``hamming=-1``: colour only).
+                   hamming: int | None = None, veto: int | str | None = None):
+        """Every group of near-duplicates: see :func:`search.duplicates.find_duplicates` (defaults there; ``hamming=-1``:
+        colour only; ``veto="off"`` or -1: no hash veto, so flipped and cropped copies whose hashes differ are kept).
 
         Raises
         ------
         BadInputError
-            For a negative or non-finite threshold, k or hamming out of range or an unknown metric.
+            For a negative or non-finite threshold, k, hamming or veto out of range or an unknown metric.
         """
         from search import duplicates
 
-        options = {"threshold": threshold, "k": k, "metric": None if metric is None else check_metric(metric), "hamming": hamming}
+        options = {"threshold": threshold, "k": k, "metric": None if metric is None else check_metric(metric), "hamming": hamming,
+                   "veto": veto}
         return duplicates.find_duplicates(self, **{key: value for key, value in options.items() if value is not None})
 
     def metric(self, metric: str) -> tuple[Embedding, Distance]:

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from cbir.cli import main
-from search.duplicates import DEFAULT_HAMMING
-from tests.test_duplicates import make_duplicates_folder
+from search.duplicates import DEFAULT_HAMMING, DEFAULT_VETO
+from tests.test_duplicates import make_duplicates_folder, make_flipped_folder
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,8 @@ def test_text_output_and_a_threshold_that_finds_nothing(indexed):
     (["--k", "0"], "0 is not in the range 1<=x<=100"),
     (["--hamming", "65"], "65 is not in the range -1<=x<=64"),
     (["--json", "--csv"], "give at most one of --json and --csv"),
+    (["--hash-veto", "65"], "hash veto must be 'off' or an integer between 0 and 64, got 65"),
+    (["--hash-veto", "none"], "hash veto must be 'off' or an integer between 0 and 64, got 'none'"),
 ])
 def test_bad_options_get_a_one_line_error(indexed, args, message):
     result = invoke("--db", indexed[0], *args)
@@ -87,3 +89,21 @@ def test_a_missing_index_is_named(tmp_path):
     result = invoke("--db", str(tmp_path / "none.db"))
     assert result.exit_code == 2
     assert f"no index at {tmp_path / 'none.db'}" in result.output
+
+
+def test_hash_veto_off_groups_a_flipped_copy(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    pair = sorted(make_flipped_folder(folder))
+    db = str(tmp_path / "flipped.db")
+    assert CliRunner().invoke(main, ["index", str(folder), "--db", db, "--workers", "1", "-q"]).exit_code == 0
+    default = invoke("--db", db, "--json")
+    assert default.exit_code == 0, default.output
+    assert json.loads(default.stdout)["groups"] == [] and json.loads(default.stdout)["veto"] == DEFAULT_VETO
+    off = invoke("--db", db, "--json", "--hash-veto", "off")
+    document = json.loads(off.stdout)
+    assert document["veto"] is None
+    assert [sorted(Path(image["path"]).name for image in group["images"]) for group in document["groups"]] == [pair]
+    text = invoke("--db", db, "--hash-veto", "off")
+    assert "1 groups, 2 images of 8" in text.stderr and "no hash veto" in text.stderr
+    assert f"hash veto above {DEFAULT_VETO} bits" in invoke("--db", db).stderr

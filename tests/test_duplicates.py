@@ -15,7 +15,7 @@ from cbir.store import Store
 from cbir.vectors import VectorIndex
 from indexer import index_folder
 from search import Searcher
-from search.duplicates import DEFAULT_HAMMING, DEFAULT_K, DEFAULT_THRESHOLD
+from search.duplicates import DEFAULT_HAMMING, DEFAULT_K, DEFAULT_THRESHOLD, DEFAULT_VETO
 from tests.conftest import write_image
 
 
@@ -287,3 +287,51 @@ def test_prepared_float32_rows_give_the_paired_distances_bit_for_bit(metric):
     np.testing.assert_array_equal(matrix[i, j], _chi2_rows(rows[positions[i]].astype(np.float64), rows[positions[j]].astype(np.float64)))
     np.testing.assert_array_equal(matrix, matrix.T)
 
+
+def make_flipped_folder(folder: Path) -> tuple[str, str]:
+    """A picture, its mirror image (same colours, hashes 38 bits apart: past the default veto) and six unrelated ones."""
+    write_image(folder / "s1.png", blocks(1))
+    write_image(folder / "s1_flip.png", np.ascontiguousarray(blocks(1)[:, ::-1]))
+    for u in range(6):
+        write_image(folder / f"single{u}.png", blocks(100 + u))
+    return "s1.png", "s1_flip.png"
+
+
+@pytest.fixture(scope="module")
+def flipped_index(tmp_path_factory) -> tuple[Path, list[str]]:
+    folder = tmp_path_factory.mktemp("flipped")
+    pair = make_flipped_folder(folder)
+    db = tmp_path_factory.mktemp("db") / "flipped.db"
+    with Store(db, create=True) as store:
+        index_folder(folder, store, workers=1)
+    return db, sorted(pair)
+
+
+def test_the_hash_veto_keeps_a_flipped_copy_apart_unless_it_is_off(flipped_index):
+    db, pair = flipped_index
+    searcher = Searcher.open(db)
+    try:
+        with searcher.store.engine.connect() as conn:
+            hashes = dict(conn.exec_driver_sql("SELECT path, phash FROM images").all())
+        a, b = (hashes[p] for p in hashes if Path(p).name in pair)
+        assert DEFAULT_VETO < bin((a ^ b) & (2**64 - 1)).count("1") <= 64  # the veto's case: the mirror hashes apart
+        default = searcher.duplicates()
+        assert default.veto == DEFAULT_VETO and found_names(default) == []
+        for off in ("off", -1, "OFF"):
+            unvetoed = searcher.duplicates(veto=off)
+            assert unvetoed.veto is None and found_names(unvetoed) == [pair]
+        assert found_names(searcher.duplicates(veto=64)) == [pair]  # no two 64-bit hashes are further apart
+        assert found_names(searcher.duplicates(veto=0)) == []
+        assert found_names(searcher.duplicates(veto="off", hamming=-1)) == [pair]  # colour alone: no veto either
+    finally:
+        searcher.store.close()
+
+
+@pytest.mark.parametrize("veto", [65, -2, "x", "3.5", True, 2.0])
+def test_a_bad_hash_veto_is_named(dup_index, veto):
+    searcher = Searcher.open(dup_index[0])
+    try:
+        with pytest.raises(BadInputError, match=r"hash veto must be 'off' or an integer between 0 and 64, got "):
+            searcher.duplicates(veto=veto)
+    finally:
+        searcher.store.close()

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from cbir.store import Store
 from indexer import index_folder
-from search.duplicates import DEFAULT_HAMMING, DEFAULT_THRESHOLD
+from search.duplicates import DEFAULT_HAMMING, DEFAULT_THRESHOLD, DEFAULT_VETO
 from search.http import create_app
-from tests.test_duplicates import make_duplicates_folder
+from tests.test_duplicates import make_duplicates_folder, make_flipped_folder
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +75,27 @@ def test_duplicates_bounds(site, params):
     response = site[0].get("/api/duplicates", params=params)
     assert response.status_code == 422, response.text
     assert "error" in response.json()
+
+
+@pytest.mark.parametrize("veto", ["65", "-2", "some"])
+def test_a_bad_hash_veto_is_named(site, veto):
+    response = site[0].get("/api/duplicates", params={"veto": veto})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error.startswith("hash veto must be 'off' or an integer between 0 and 64, got ") and veto in error
+
+
+def test_veto_off_groups_a_flipped_copy(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    pair = sorted(make_flipped_folder(folder))
+    with Store(tmp_path / "index.db", create=True) as store:
+        index_folder(folder, store, workers=1)
+    with TestClient(create_app(tmp_path / "index.db")) as client:
+        default = client.get("/api/duplicates").json()
+        assert default["veto"] == DEFAULT_VETO and default["groups"] == []
+        off = client.get("/api/duplicates", params={"veto": "off"}).json()
+        assert off["veto"] is None
+        assert [sorted(image["name"] for image in group["images"]) for group in off["groups"]] == [pair]
+        assert client.get("/api/duplicates", params={"veto": -1}).json()["groups"] == off["groups"]
+        assert client.get("/api/duplicates", params={"veto": DEFAULT_VETO}).json()["groups"] == []
