@@ -50,6 +50,24 @@ def chi2_pairs(rows: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndar
     return out
 
 
+class KnownPairs:
+    """Distances of row pairs measured already, looked up by (smaller, larger) position."""
+
+    def __init__(self, n: int, left: np.ndarray, right: np.ndarray, distances: np.ndarray) -> None:
+        keys = np.minimum(left, right).astype(np.int64) * n + np.maximum(left, right)
+        order = np.argsort(keys, kind="stable")
+        self.n, self.keys, self.distances = n, keys[order], np.asarray(distances, np.float64)[order]
+
+    def find(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, missing): each pair's known distance, and where there is none (its distance left unset)."""
+        keys = np.minimum(left, right).astype(np.int64) * self.n + np.maximum(left, right)
+        at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        found = self.keys[at] == keys if len(self.keys) else np.zeros(len(keys), bool)
+        values = np.empty(len(keys))
+        values[found] = self.distances[at[found]]
+        return values, ~found
+
+
 #: The parts :func:`prepared_once` returns for chi2 and chi2-soft: rows are ready, pairs go to :func:`chi2_pairs`.
 READY_CHI2: Parts = (_as_float64, _chi2_rows)
 
@@ -91,12 +109,20 @@ def paired_rows(paired: Paired | Parts, X: np.ndarray, left: np.ndarray, right: 
     return out
 
 
-def pairwise_distances(paired: Paired | Parts, X: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Exact distances (s, s) among the rows ``X[positions]`` (with parts, each row prepared once)."""
+def pairwise_distances(paired: Paired | Parts, X: np.ndarray, positions: np.ndarray,
+                       known: KnownPairs | None = None) -> np.ndarray:
+    """Exact distances (s, s) among the rows ``X[positions]`` (with parts, each row prepared once).
+
+    ``known``: distances measured already (:class:`KnownPairs`, the candidate edges), taken rather than measured
+    again when rows are ready for :func:`chi2_pairs` (the same function made them: the same values).
+    """
     i, j = np.triu_indices(len(positions), 1)
     matrix = np.zeros((len(positions), len(positions)))
     if paired is READY_CHI2:
-        matrix[i, j] = matrix[j, i] = chi2_pairs(X, positions[i], positions[j])
+        a, b = positions[i], positions[j]
+        values, missing = known.find(a, b) if known is not None else (np.empty(len(a)), np.ones(len(a), bool))
+        values[missing] = chi2_pairs(X, a[missing], b[missing])
+        matrix[i, j] = matrix[j, i] = values
         return matrix
     if isinstance(paired, tuple):
         prepare, compare = paired

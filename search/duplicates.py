@@ -24,7 +24,7 @@ from cbir.embedding import Embedding
 from cbir.errors import BadInputError
 from cbir.perceptual import hamming as hamming_bits
 from cbir.perceptual import NO_STRUCTURE, near_pairs
-from search.duplicate_exact import Paired, Parts, pairwise_distances, prepared_once
+from search.duplicate_exact import KnownPairs, Paired, Parts, pairwise_distances, prepared_once
 from search.duplicate_exact import paired_rows as _paired
 
 #: Distance used to confirm edges: measured to separate near-duplicates best (README, "Near-duplicates").
@@ -315,6 +315,7 @@ def find_duplicates(
                                                 hamming=hamming, embedding=embedding, metric=metric,
                                                 prepared=(exact_paired, rows))
     exact = combined(colour, bits, threshold=threshold, hamming=hamming, veto=veto)
+    known = KnownPairs(len(ids), left, right, colour)  # a group's pairs that are candidate edges are not measured again
     matrices: dict[bytes, np.ndarray] = {}
     measured: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # position -> (its component's positions, matrix)
 
@@ -328,7 +329,7 @@ def find_duplicates(
             i, j = np.triu_indices(len(positions), 1)
             bits_ = np.zeros((len(positions), len(positions)), dtype=np.int64)
             bits_[i, j] = bits_[j, i] = _bits(hashes, positions[i], positions[j])
-            matrices[key] = combined(pairwise_distances(exact_paired, rows, positions), bits_, threshold=threshold,
+            matrices[key] = combined(pairwise_distances(exact_paired, rows, positions, known), bits_, threshold=threshold,
                                      hamming=hamming, veto=veto)
             if np.all(positions[:-1] < positions[1:]):
                 measured.update({int(p): (positions, matrices[key]) for p in positions})

@@ -271,7 +271,7 @@ def test_rows_softened_once_or_per_block_give_the_same_groups(dup_index, monkeyp
 def test_prepared_float32_rows_give_the_paired_distances_bit_for_bit(metric):
     # The fast path (pairs of float32 prepared rows, a few dozen at a time) against the float64 compare it replaces.
     from cbir.distances import _chi2_rows, paired_parts
-    from search.duplicate_exact import READY_CHI2, pairwise_distances, paired_rows, prepared_once
+    from search.duplicate_exact import READY_CHI2, KnownPairs, pairwise_distances, paired_rows, prepared_once
 
     rng = np.random.default_rng(1)
     X = rng.random((300, 3 * 8)).astype(np.float32)
@@ -286,6 +286,11 @@ def test_prepared_float32_rows_give_the_paired_distances_bit_for_bit(metric):
     i, j = np.triu_indices(5, 1)
     np.testing.assert_array_equal(matrix[i, j], _chi2_rows(rows[positions[i]].astype(np.float64), rows[positions[j]].astype(np.float64)))
     np.testing.assert_array_equal(matrix, matrix.T)
+    # Pairs measured already (the candidate edges) are taken, the others measured: the same matrix.
+    known = KnownPairs(300, np.array([41, 5, 7]), np.array([5, 299, 8]), np.array([matrix[3, 1], matrix[1, 4], -1.0]))
+    np.testing.assert_array_equal(pairwise_distances(paired, rows, positions, known), matrix)
+    taken = pairwise_distances(paired, rows, positions, KnownPairs(300, np.array([2]), np.array([40]), np.array([7.5])))
+    assert taken[0, 2] == taken[2, 0] == 7.5 and taken[0, 1] == matrix[0, 1]
 
 
 def make_flipped_folder(folder: Path) -> tuple[str, str]:
