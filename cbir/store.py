@@ -48,6 +48,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cbir.codebook import Codebook
 from cbir.errors import CodebookMismatchError, StoreError
+from cbir.histogram_batch import histograms_from_bytes
 
 DEFAULT_DB = "cbir.db"
 _LOCK_KEY = 0x43424952  # "CBIR": the advisory lock of index runs on PostgreSQL
@@ -272,26 +273,6 @@ def histogram_to_bytes(histogram: np.ndarray) -> bytes:
     nonzero = np.flatnonzero(values).astype("<u2")
     return (_SPARSE + len(values).to_bytes(2, "little") + nonzero.tobytes()
             + values[nonzero].astype("<f2").tobytes())
-
-
-def histograms_from_bytes(blobs: Sequence[bytes]) -> np.ndarray:
-    """Decode stored histograms of one length into one float32 (n, d) matrix, each row in place (no stacking)."""
-    if not blobs:
-        return np.empty((0, 0), dtype=np.float32)
-    def length(blob: bytes) -> int:
-        return len(blob) // 4 if len(blob) % 4 == 0 else int.from_bytes(blob[1:3], "little")
-
-    d = length(blobs[0])
-    out = np.zeros((len(blobs), d), np.float32)
-    for row, blob in zip(out, blobs):
-        if length(blob) != d:
-            raise StoreError(f"stored histograms differ in length ({d} and {length(blob)} bins)")
-        if len(blob) % 4 == 0:
-            row[:] = np.frombuffer(blob, dtype="<f4")
-            continue
-        n = (len(blob) - 3) // 4
-        row[np.frombuffer(blob, dtype="<u2", count=n, offset=3)] = np.frombuffer(blob, dtype="<f2", count=n, offset=3 + 2 * n)
-    return out
 
 
 def histogram_from_bytes(blob: bytes) -> np.ndarray:
@@ -709,11 +690,26 @@ class Store:
 
     def all_histograms(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids (n,), histograms (n, d)) of every image, in id order."""
+        count, batch, last = self.count(), 50_000, -1
+        ids, out, filled = np.empty(count, np.int64), None, 0
+        while filled < count:  # decoded straight into one matrix: no batches to concatenate
+            query = select(ImageRow.id, ImageRow.histogram).where(ImageRow.id > last).order_by(ImageRow.id).limit(batch)
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            if not rows or filled + len(rows) > count:
+                break  # the index changed meanwhile: read it again the plain way
+            blobs = [r.histogram for r in rows]
+            if out is None:
+                out = np.zeros((count, len(histograms_from_bytes(blobs[:1])[0])), np.float32)
+            ids[filled : filled + len(rows)] = [r.id for r in rows]
+            histograms_from_bytes(blobs, out[filled : filled + len(rows)])
+            filled += len(rows)
+            last = int(ids[filled - 1])
+        if out is not None and filled == count:
+            return ids, out
         parts = list(self.iter_histograms())
         if not parts:
             return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32)
-        if len(parts) == 1:
-            return parts[0]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def histograms(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
