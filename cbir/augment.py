@@ -131,12 +131,12 @@ def self_join(vectors: np.ndarray, k: int, *, batch: int = JOIN_BATCH) -> np.nda
     want = min(k + 1, n)
     for start in range(0, n, batch):
         sims, found = index.search(V[start : start + batch], want)
-        for row, (s, f) in enumerate(zip(sims, found, strict=True)):
-            me = start + row
-            keep = f[(f >= 0) & (f != me)]
-            sk = s[(f >= 0) & (f != me)]
-            order = np.lexsort((keep, -sk))[:k]  # by similarity, ties by row number
-            out[me, : len(order)] = keep[order]
+        me = np.arange(start, start + len(found))[:, None]
+        gone = (found < 0) | (found == me)  # no neighbour, or the row itself: sorted last, then dropped
+        ids = np.where(gone, np.iinfo(np.int64).max, found)
+        order = np.lexsort((ids, -np.where(gone, -np.inf, sims)), axis=1)[:, :k]  # by similarity, ties by row number
+        picked = np.take_along_axis(ids, order, axis=1)
+        out[start : start + len(found), : picked.shape[1]] = np.where(np.take_along_axis(gone, order, axis=1), -1, picked)
     return out
 
 
