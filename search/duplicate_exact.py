@@ -10,6 +10,7 @@ than comparing blocks of 4,096 pairs in float64 (README, "Near-duplicates").
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -26,6 +27,11 @@ _CHI2_PAIRS = 32
 #: Largest float32 matrix of prepared (softened) rows kept for a self-join (2 GB: 130,000 default histograms).
 PREPARE_ALL_BYTES = 2 << 30
 _TINY = np.finfo(np.float64).tiny
+#: Threads that share out the exact distances of many pairs (at least :data:`_THREADED_PAIRS` in one call).
+#: A near-duplicate pass is a batch job: on two cores it confirms pairs about twice as fast when the other
+#: core is free (README, "Near-duplicates"). 1: one thread.
+THREADS = min(2, os.cpu_count() or 1)
+_THREADED_PAIRS = 4096
 
 
 def _as_float64(rows: np.ndarray) -> np.ndarray:
@@ -37,17 +43,31 @@ def chi2_pairs(rows: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndar
 
     The same values as :func:`cbir.distances._chi2_rows` on the rows cast to float64, bit for bit
     (the same element-wise steps and the same row sums), without the float64 copies of whole blocks.
+    Many pairs are shared out between :data:`THREADS` threads (NumPy releases the GIL): each pair's
+    value does not depend on which thread measures it.
     """
     out = np.empty(len(left))
-    for start in range(0, len(left), _CHI2_PAIRS):
-        a, b = rows[left[start : start + _CHI2_PAIRS]], rows[right[start : start + _CHI2_PAIRS]]
+    if THREADS < 2 or len(left) < _THREADED_PAIRS:
+        _chi2_into(out, rows, left, right, 0, len(left))
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, len(left), THREADS + 1).astype(int)
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(lambda start, end: _chi2_into(out, rows, left, right, start, end), bounds[:-1], bounds[1:]))
+    return out
+
+
+def _chi2_into(out: np.ndarray, rows: np.ndarray, left: np.ndarray, right: np.ndarray, start: int, end: int) -> None:
+    for at in range(start, end, _CHI2_PAIRS):
+        stop = min(at + _CHI2_PAIRS, end)
+        a, b = rows[left[at:stop]], rows[right[at:stop]]
         terms = np.subtract(a, b, dtype=np.float64)
         terms *= terms
         total = np.add(a, b, dtype=np.float64)
         np.maximum(total, _TINY, out=total)  # 0/0 -> 0, as in chi2
         terms /= total
-        out[start : start + _CHI2_PAIRS] = 0.5 * terms.sum(axis=1)
-    return out
+        out[at:stop] = 0.5 * terms.sum(axis=1)
 
 
 class KnownPairs:
@@ -106,6 +126,26 @@ def paired_rows(paired: Paired | Parts, X: np.ndarray, left: np.ndarray, right: 
             out[start:end] = compare(ready[inverse[:half]], ready[inverse[half:]])
         else:
             out[start:end] = paired(X[left[start:end]], X[right[start:end]])
+    return out
+
+
+def pairwise_many(paired: Paired | Parts, X: np.ndarray, groups: list[np.ndarray],
+                  known: KnownPairs | None = None) -> list[np.ndarray]:
+    """:func:`pairwise_distances` of each of ``groups``: with rows ready for :func:`chi2_pairs`, every pair of
+    every group in one call (so threads share them out), else group by group. The same matrices either way."""
+    if paired is not READY_CHI2 or not groups:
+        return [pairwise_distances(paired, X, g, known) for g in groups]
+    upper = [np.triu_indices(len(g), 1) for g in groups]
+    a = np.concatenate([g[i] for g, (i, _) in zip(groups, upper)])
+    b = np.concatenate([g[j] for g, (_, j) in zip(groups, upper)])
+    values, missing = known.find(a, b) if known is not None else (np.empty(len(a)), np.ones(len(a), bool))
+    values[missing] = chi2_pairs(X, a[missing], b[missing])
+    out, start = [], 0
+    for g, (i, j) in zip(groups, upper):
+        matrix = np.zeros((len(g), len(g)))
+        matrix[i, j] = matrix[j, i] = values[start : start + len(i)]
+        out.append(matrix)
+        start += len(i)
     return out
 
 

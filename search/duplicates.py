@@ -24,7 +24,7 @@ from cbir.embedding import Embedding
 from cbir.errors import BadInputError
 from cbir.perceptual import hamming as hamming_bits
 from cbir.perceptual import NO_STRUCTURE, near_pairs
-from search.duplicate_exact import KnownPairs, Paired, Parts, pairwise_distances, prepared_once
+from search.duplicate_exact import KnownPairs, Paired, Parts, pairwise_distances, pairwise_many, prepared_once
 from search.duplicate_exact import paired_rows as _paired
 
 #: Distance used to confirm edges: measured to separate near-duplicates best (README, "Near-duplicates").
@@ -319,25 +319,35 @@ def find_duplicates(
     matrices: dict[bytes, np.ndarray] = {}
     measured: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # position -> (its component's positions, matrix)
 
-    def pairwise(positions: np.ndarray) -> np.ndarray:
-        key = positions.tobytes()
+    def cut(positions: np.ndarray) -> np.ndarray | None:  # a group cut from a measured component: a slice of its matrix
         whole = measured.get(int(positions[0]))
-        if key not in matrices and whole is not None and np.isin(positions, whole[0]).all():
-            at = np.searchsorted(whole[0], positions)  # a group cut from a measured component: a slice of its matrix
-            return whole[1][np.ix_(at, at)]
-        if key not in matrices:  # a group linkage kept whole is measured once
-            i, j = np.triu_indices(len(positions), 1)
-            bits_ = np.zeros((len(positions), len(positions)), dtype=np.int64)
-            bits_[i, j] = bits_[j, i] = _bits(hashes, positions[i], positions[j])
-            matrices[key] = combined(pairwise_distances(exact_paired, rows, positions, known), bits_, threshold=threshold,
-                                     hamming=hamming, veto=veto)
-            if np.all(positions[:-1] < positions[1:]):
-                measured.update({int(p): (positions, matrices[key]) for p in positions})
-        return matrices[key]
+        if positions.tobytes() in matrices or whole is None or not np.isin(positions, whole[0]).all():
+            return None
+        at = np.searchsorted(whole[0], positions)
+        return whole[1][np.ix_(at, at)]
+
+    def keep(positions: np.ndarray, colour_matrix: np.ndarray) -> np.ndarray:  # a group linkage kept whole: measured once
+        i, j = np.triu_indices(len(positions), 1)
+        bits_ = np.zeros((len(positions), len(positions)), dtype=np.int64)
+        bits_[i, j] = bits_[j, i] = _bits(hashes, positions[i], positions[j])
+        matrix = matrices[positions.tobytes()] = combined(colour_matrix, bits_, threshold=threshold, hamming=hamming, veto=veto)
+        if np.all(positions[:-1] < positions[1:]):
+            measured.update({int(p): (positions, matrix) for p in positions})
+        return matrix
+
+    def pairwise(positions: np.ndarray) -> np.ndarray:
+        found = matrices.get(positions.tobytes())
+        if found is None:
+            found = cut(positions)
+        return found if found is not None else keep(positions, pairwise_distances(exact_paired, rows, positions, known))
 
     positions = group_edges(len(ids), left, right, exact, threshold=threshold, pairwise=pairwise)
+    members = [np.sort(m) for m in positions]
+    todo = list({g.tobytes(): g for g in members if g.tobytes() not in matrices and cut(g) is None}.values())
+    for group, colour_matrix in zip(todo, pairwise_many(exact_paired, rows, todo, known)):  # in one pass
+        keep(group, colour_matrix)
     facts = searcher.store.facts(ids[np.concatenate(positions)]) if positions else {}  # one query per 500 images
-    groups = [_group(facts, ids, members, pairwise(np.sort(members))) for members in positions]
+    groups = [_group(facts, ids, m, pairwise(s)) for m, s in zip(positions, members)]
     pairs = int(np.count_nonzero(exact <= threshold))
     return Duplicates(threshold, k, metric, groups, pairs, len(left), len(ids), time.perf_counter() - started, hamming,
                       int(np.count_nonzero(hashes == NO_HASH)), None if hamming is None else veto)

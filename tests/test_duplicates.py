@@ -268,10 +268,11 @@ def test_rows_softened_once_or_per_block_give_the_same_groups(dup_index, monkeyp
 
 
 @pytest.mark.parametrize("metric", ["chi2-soft", "chi2"])
-def test_prepared_float32_rows_give_the_paired_distances_bit_for_bit(metric):
+def test_prepared_float32_rows_give_the_paired_distances_bit_for_bit(metric, monkeypatch):
     # The fast path (pairs of float32 prepared rows, a few dozen at a time) against the float64 compare it replaces.
+    import search.duplicate_exact
     from cbir.distances import _chi2_rows, paired_parts
-    from search.duplicate_exact import READY_CHI2, KnownPairs, pairwise_distances, paired_rows, prepared_once
+    from search.duplicate_exact import READY_CHI2, KnownPairs, pairwise_distances, pairwise_many, paired_rows, prepared_once
 
     rng = np.random.default_rng(1)
     X = rng.random((300, 3 * 8)).astype(np.float32)
@@ -291,6 +292,13 @@ def test_prepared_float32_rows_give_the_paired_distances_bit_for_bit(metric):
     np.testing.assert_array_equal(pairwise_distances(paired, rows, positions, known), matrix)
     taken = pairwise_distances(paired, rows, positions, KnownPairs(300, np.array([2]), np.array([40]), np.array([7.5])))
     assert taken[0, 2] == taken[2, 0] == 7.5 and taken[0, 1] == matrix[0, 1]
+    # Several groups in one call, and many pairs shared out between threads: the same values.
+    groups = [positions, np.array([0, 1]), np.arange(100, 160)]
+    for one, many in zip([pairwise_distances(paired, rows, g, known) for g in groups], pairwise_many(paired, rows, groups, known)):
+        np.testing.assert_array_equal(one, many)
+    monkeypatch.setattr(search.duplicate_exact, "THREADS", 2)
+    monkeypatch.setattr(search.duplicate_exact, "_THREADED_PAIRS", 10)
+    np.testing.assert_array_equal(paired_rows(paired, rows, left, right), expected)
 
 
 def make_flipped_folder(folder: Path) -> tuple[str, str]:
