@@ -252,7 +252,8 @@ async function loadDuplicates(fresh) {
   }
   state.dupOffset += body.groups.length;
   const n = body.total_groups;
-  const hashes = body.hamming === null || body.hamming === undefined ? "" : ` or hashes within ${body.hamming} bits`;
+  const veto = body.veto === null || body.veto === undefined ? "" : `, unless hashes differ in more than ${body.veto}`;
+  const hashes = body.hamming === null || body.hamming === undefined ? "" : ` or hashes within ${body.hamming} bits${veto}`;
   $("dup-status").textContent = n
     ? `${n.toLocaleString()} group${n === 1 ? "" : "s"} (${body.pairs.toLocaleString()} pairs) within ${body.threshold} by ${body.metric}${hashes}`
     : `No near-duplicates within ${body.threshold} by ${body.metric}${hashes}`;
