@@ -28,8 +28,8 @@ _CHI2_PAIRS = 32
 PREPARE_ALL_BYTES = 2 << 30
 _TINY = np.finfo(np.float64).tiny
 #: Threads that share out the exact distances of many pairs (at least :data:`_THREADED_PAIRS` in one call).
-#: A near-duplicate pass is a batch job: on two cores it confirms pairs about twice as fast when the other
-#: core is free (README, "Near-duplicates"). 1: one thread.
+#: A near-duplicate pass is a batch job, so it may take the second core when that one is free (not measured:
+#: the README's runs had both cores busy, where it gained nothing and cost nothing measurable). 1: one thread.
 THREADS = min(2, os.cpu_count() or 1)
 _THREADED_PAIRS = 4096
 
