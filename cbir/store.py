@@ -5,8 +5,10 @@ run writes); any SQLAlchemy URL, e.g. ``postgresql://user@host/dbname``, works t
 Histograms are stored sparse: the indices (uint16) and values (float16) of the
 non-zero bins, about 3.4 KB for a Wang photo in the default layout instead of 15 KB
 dense float32 (which schema-1 indexes hold and which is still read). Each row also
-holds its compact vector (float32, 512 bytes) under the projection that made it
-(:mod:`cbir.projection`). Nothing is pickled.
+holds its compact vector (float16, 257 bytes for 128 dimensions; float32 in stores
+written before) under the projection that made it (:mod:`cbir.projection`), and a
+search vector slot of the same size, written at insert time, so that DBA's later
+UPDATE rewrites it in place (no row growth, no page splits). Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
     select,
     text,
     update,
@@ -85,10 +88,11 @@ class ImageRow(Base):
     histogram: Mapped[bytes] = mapped_column(LargeBinary)
     codebook_id: Mapped[int] = mapped_column(ForeignKey("codebooks.id"))
     indexed_at: Mapped[dt.datetime] = mapped_column()
-    #: The compact vector (little-endian float32) and the projection that made it; NULL until projected.
+    #: The compact vector (:func:`vector_to_bytes`) and the projection that made it; NULL until projected.
     vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     projection_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
-    #: The augmented search vector (DBA, :mod:`cbir.augment`) of ``vector``; NULL: search ``vector`` itself.
+    #: The augmented search vector (DBA, :mod:`cbir.augment`) of ``vector``; NULL or a pending slot
+    #: (:func:`pending_search_vector`, same size, so DBA's UPDATE rewrites it in place): search ``vector`` itself.
     search_vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     #: 64-bit perceptual hash (:mod:`cbir.perceptual`, signed); NULL in rows of an index made before it.
     phash: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -298,15 +302,51 @@ def as_stored(histograms: np.ndarray) -> np.ndarray:
     return values.astype(np.float16).astype(np.float32)
 
 
+_HALF = b"\x02"  # tag of a float16 vector; float32 ones (stores written before) have no tag, size 0 mod 4
+_PENDING = b"\x00"  # tag of an empty search vector slot (not augmented yet), as long as a float16 vector
+
+
 def vector_to_bytes(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+    """A compact vector (m,) as stored: a tag byte and float16 values, 2m + 1 bytes (odd, so never float32's size).
+
+    The vectors are unit length (:mod:`cbir.projection`): float16's 11 significant bits move L2
+    distances by about 1e-4 relative; the accuracy effect is measured in the README.
+    """
+    return _HALF + np.ascontiguousarray(vector, dtype="<f2").tobytes()
+
+
+def pending_search_vector(m: int) -> bytes:
+    """The search vector slot of an image not augmented yet: as long as :func:`vector_to_bytes` of m values."""
+    return _PENDING * (2 * int(m) + 1)
+
+
+def as_stored_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Compact vectors (..., m) rounded as the store keeps them, float32: a query projected from a stored
+    image's histogram then equals its stored vector exactly."""
+    return np.asarray(vectors, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+
+def _is_pending(blob: bytes | None) -> bool:
+    return blob is None or (len(blob) % 2 == 1 and blob[:1] == _PENDING)
 
 
 def vectors_from_bytes(blobs: Sequence[bytes]) -> np.ndarray:
-    """Stored compact vectors -> float32 (n, m)."""
+    """Stored compact vectors (float16 tagged, or float32 as stores before wrote them; mixed is fine) -> float32 (n, m)."""
     if not blobs:
         return np.empty((0, 0), np.float32)
-    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).copy()
+    size = len(blobs[0])
+    if all(len(b) == size for b in blobs):  # one layout (the usual case): decode in one go
+        if size % 4 == 0:
+            return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).copy()
+        joined = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), size)
+        return joined[:, 1:].copy().view("<f2").astype(np.float32)
+    return np.stack([_vector_from_bytes(b) for b in blobs])
+
+
+def _vector_from_bytes(blob: bytes) -> np.ndarray:
+    if len(blob) % 4 == 0:
+        return np.frombuffer(blob, dtype="<f4").copy()
+    return np.frombuffer(blob, dtype="<f2", offset=1).astype(np.float32)
 
 
 class Store:
@@ -544,12 +584,13 @@ class Store:
 
     def set_vectors(self, projection_id: int, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Store the compact vectors (n, m) of images ``ids`` (n,) in one transaction (their augmented ones cleared)."""
-        params = [{"row_id": int(i), "vector": vector_to_bytes(v), "projection_id": int(projection_id)}
-                  for i, v in zip(ids, vectors)]
+        params = [{"row_id": int(i), "vector": vector_to_bytes(v), "projection_id": int(projection_id),
+                   "search_vector": pending_search_vector(len(v))} for i, v in zip(ids, vectors)]
         if not params:
             return
         statement = (update(ImageRow).where(ImageRow.id == bindparam("row_id"))
-                     .values(vector=bindparam("vector"), projection_id=bindparam("projection_id"), search_vector=None))
+                     .values(vector=bindparam("vector"), projection_id=bindparam("projection_id"),
+                             search_vector=bindparam("search_vector")))
         with self.engine.begin() as conn:
             conn.execute(statement.execution_options(synchronize_session=False), params)
             self._bump(conn)
@@ -571,9 +612,14 @@ class Store:
             self._bump(conn)
 
     def unaugmented_ids(self, projection_id: int) -> np.ndarray:
-        """Ids of the images projected by ``projection_id`` that have no augmented search vector, in id order."""
+        """Ids of the images projected by ``projection_id`` that have no augmented search vector, in id order.
+
+        Not augmented: NULL, or the pending slot of :func:`pending_search_vector` (odd length, tag 0).
+        """
+        column = ImageRow.search_vector
+        pending = (func.length(column) % 2 == 1) & (func.substr(column, 1, 1) == literal(_PENDING, LargeBinary))
         query = (select(ImageRow.id).where((ImageRow.projection_id == int(projection_id))
-                                           & ImageRow.search_vector.is_(None)).order_by(ImageRow.id))
+                                           & (column.is_(None) | pending)).order_by(ImageRow.id))
         with self.engine.connect() as conn:
             return np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
 
@@ -585,9 +631,9 @@ class Store:
         ``augmented``: each image's augmented search vector where it has one, else its plain vector.
         """
         last = -1
-        column = func.coalesce(ImageRow.search_vector, ImageRow.vector) if augmented else ImageRow.vector
+        columns = [ImageRow.id, ImageRow.vector] + ([ImageRow.search_vector] if augmented else [])
         while True:
-            query = (select(ImageRow.id, column.label("vector"))
+            query = (select(*columns)
                      .where((ImageRow.projection_id == int(projection_id)) & (ImageRow.id > last))
                      .order_by(ImageRow.id).limit(batch))
             with self.engine.connect() as conn:
@@ -595,7 +641,11 @@ class Store:
             if not rows:
                 return
             ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows))
-            yield ids, vectors_from_bytes([r.vector for r in rows])
+            if augmented:
+                yield ids, vectors_from_bytes([r.vector if _is_pending(r.search_vector) else r.search_vector
+                                               for r in rows])
+            else:
+                yield ids, vectors_from_bytes([r.vector for r in rows])
             last = int(ids[-1])
 
     def sample_ids(self, n: int, *, seed: int) -> np.ndarray:
@@ -984,7 +1034,7 @@ def _image_values(record: ImageRecord, codebook_id: int, now: dt.datetime, proje
     return {
         "vector": vector_to_bytes(record.vector) if projected else None,  # type: ignore[arg-type]
         "projection_id": projection_id if projected else None,
-        "search_vector": None,
+        "search_vector": pending_search_vector(len(record.vector)) if projected else None,  # type: ignore[arg-type]
         "path": record.path,
         "size": record.size,
         "mtime": record.mtime,

@@ -37,7 +37,7 @@ from cbir.embedding import Embedding, embedding_for
 from cbir.errors import BadInputError, CodebookMismatchError, StoreError
 from cbir.images import DEFAULT_MAX_SIDE
 from cbir.projection import Projection, project, stored_projection
-from cbir.store import Store, as_stored
+from cbir.store import Store, as_stored, as_stored_vectors
 from cbir.vectors import VectorIndex, compact_kind, ensure_compact_index, ensure_vector_index
 
 _FIRST_CANDIDATES = 64
@@ -437,7 +437,7 @@ class Searcher:
 
     def _compact_search(self, query: np.ndarray, k: int, method: str) -> tuple[np.ndarray, np.ndarray]:
         """Ids and L2 distances between compact vectors: the top candidates (all of them for exact/brute)."""
-        vector = project(query, self._required_compact()[1])
+        vector = as_stored_vectors(project(query, self._required_compact()[1]))  # a stored image's own: distance 0
         if self.expand:
             ids, distances = self._compact_vector_search(vector, int(self.expand), method)
             top = ids[_rank(ids, distances, int(self.expand))]

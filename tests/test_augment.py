@@ -7,7 +7,7 @@ import pytest
 
 from cbir.augment import augment, expand, self_join, weighted_mean
 from cbir.errors import BadInputError
-from cbir.store import Store, as_stored
+from cbir.store import Store, as_stored, as_stored_vectors
 from indexer import index_folder
 from indexer.neighbours import update_augmented
 from search import Searcher
@@ -95,7 +95,7 @@ def test_index_stores_augmented_vectors_and_an_insert_updates_the_lists_it_enter
         assert json.loads(store.meta("augment")) == {"neighbours": 2, "alpha": 3.0, "projection": pid}
         ids, plain = _vectors(store, False)
         _, searched = _vectors(store, True)
-        np.testing.assert_array_equal(searched, augment(plain, 2, alpha=3.0))
+        np.testing.assert_array_equal(searched, as_stored_vectors(augment(plain, 2, alpha=3.0)))  # stored float16
         assert not np.allclose(searched, plain)
         # The searcher ranks by the augmented vectors; the query itself is not augmented.
         searcher = Searcher(store)
@@ -118,7 +118,7 @@ def test_index_stores_augmented_vectors_and_an_insert_updates_the_lists_it_enter
             if entered:
                 # Its own vector from its current neighbours: the weighted mean formula.
                 want = weighted_mean(plain[row : row + 1], plain[lists[row]][None], alpha=3.0)[0]
-                np.testing.assert_allclose(searched[row], want, atol=1e-6)
+                np.testing.assert_allclose(searched[row], as_stored_vectors(want), atol=1e-6)
                 updated += 1
             else:
                 np.testing.assert_array_equal(searched[row], before[i])
@@ -179,7 +179,7 @@ def test_cli_index_augment_is_kept_and_can_be_turned_off(tmp_path):
     with Store(db) as store:
         assert json.loads(store.meta("augment"))["neighbours"] == 2
         _, plain = _vectors(store, False)
-        np.testing.assert_array_equal(_vectors(store, True)[1], augment(plain, 2))
+        np.testing.assert_array_equal(_vectors(store, True)[1], as_stored_vectors(augment(plain, 2)))
     write_image(folder / "more" / "violet.png", solid((140, 60, 220)))
     assert runner.invoke(main, ["index", str(folder), "--db", db, "-q"]).exit_code == 0
     with Store(db) as store:

@@ -10,7 +10,7 @@ from cbir.codebook import Codebook
 from cbir.compact_index import RETRAIN_GROWTH, digests, load_compact
 from cbir.errors import BadInputError
 from cbir.index_kind import compact_kind, parse_bytes
-from cbir.store import ImageRecord, Store
+from cbir.store import ImageRecord, Store, as_stored_vectors
 from cbir.vectors import VectorIndex
 from indexer.project import update_vectors
 from search import Searcher
@@ -198,4 +198,4 @@ def test_dba_takes_one_full_pass_when_most_images_are_new(tmp_path):
         store.set_search_vectors(ids[:120], None)  # most new: one self-join over everything
         assert update_augmented(store, pid) == 200
         searched = np.concatenate([p[1] for p in store.iter_vectors(pid, augmented=True)])
-        np.testing.assert_allclose(searched, augment(plain, k, alpha=alpha), atol=1e-6)
+        np.testing.assert_allclose(searched, as_stored_vectors(augment(plain, k, alpha=alpha)), atol=1e-6)
