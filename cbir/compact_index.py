@@ -83,6 +83,27 @@ class _Recorder:
         return np.concatenate(self.ids), np.concatenate(self.digests)
 
 
+#: Every kind :func:`cbir.index_kind.compact_kind` chooses; each has its own file name.
+_KINDS = ("flat", "ivf", "ivfpq")
+
+
+def _drop_other_kinds(path: Path, kind: str) -> None:
+    """Delete the saved index of this embedding under any other kind (its stamp and sidecars too): a collection that
+    crossed a size or memory boundary would otherwise keep its old index on disk for good."""
+    suffix = f".{kind}.faiss"
+    if not path.name.endswith(suffix):
+        return
+    for other in _KINDS:
+        if other == kind:
+            continue
+        stale = path.with_name(path.name[: -len(suffix)] + f".{other}.faiss")
+        for file in (stale, stale.with_name(stale.name + ".json"), *_sidecars(stale)):
+            try:
+                file.unlink(missing_ok=True)
+            except OSError:
+                pass  # read-only location: it only costs space
+
+
 def _sidecars(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.name + ".rows.npz"), path.with_name(path.name + ".vectors")
 
@@ -156,6 +177,7 @@ def _build(path: Path, store: Store, embedding: Embedding, stamp: Stamp,
             built.attach_refine(ids, np.memmap(refine, dtype="<f4", mode="r", shape=(len(ids), built.index.d)))
         save_mapped(built, path)
         _save_rows(path, ids, hashes, built.size)
+        _drop_other_kinds(path, built.stamp.kind)
     except (OSError, RuntimeError):
         pass  # a read-only location costs only a rebuild next time
     if built.stamp.kind == "ivfpq" and built.refine is None and built.size:

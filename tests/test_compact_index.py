@@ -199,3 +199,28 @@ def test_dba_takes_one_full_pass_when_most_images_are_new(tmp_path):
         assert update_augmented(store, pid) == 200
         searched = np.concatenate([p[1] for p in store.iter_vectors(pid, augmented=True)])
         np.testing.assert_allclose(searched, as_stored_vectors(augment(plain, k, alpha=alpha)), atol=1e-6)
+
+
+def test_a_new_index_kind_deletes_the_old_kinds_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(cbir.index_kind, "COMPACT_ANN_MIN_SIZE", 1000)
+    X = _sparse_histograms(1500, seed=5)
+
+    def files(store: Store, searcher: Searcher) -> dict[str, list[str]]:
+        name = searcher.compact_state()[2].name
+        return {kind: sorted(p.name.removeprefix(f"{store.path.name}.{name}.{kind}.faiss")
+                             for p in tmp_path.glob(f"*.{name}.{kind}.faiss*")) for kind in ("flat", "ivf", "ivfpq")}
+
+    with Store(tmp_path / "kinds.db", create=True) as store:
+        _write(store, X[:600], 0, augment=0)
+        searcher = Searcher(store)
+        searcher.search_histogram(X[0], k=5)
+        assert files(store, searcher) == {"flat": ["", ".json", ".rows.npz"], "ivf": [], "ivfpq": []}
+        _write(store, X[600:1200], 600, augment=0)  # past the (lowered) IVF threshold
+        searcher = Searcher(store)
+        searcher.search_histogram(X[0], k=5)
+        assert files(store, searcher) == {"flat": [], "ivf": ["", ".json", ".rows.npz"], "ivfpq": []}
+        monkeypatch.setenv("CBIR_INDEX_MEMORY", "300K")  # 1,200 x 512 B of vectors: over it
+        searcher = Searcher(store)
+        searcher.search_histogram(X[0], k=5)
+        assert files(store, searcher) == {"flat": [], "ivf": [], "ivfpq": ["", ".json", ".rows.npz", ".vectors"]}
+        _finds_itself(searcher, X[:50:10], [1 + i for i in range(0, 50, 10)])
