@@ -315,6 +315,11 @@ def vector_to_bytes(vector: np.ndarray) -> bytes:
     return _HALF + np.ascontiguousarray(vector, dtype="<f2").tobytes()
 
 
+#: Dimensions of the vector slots a row not projected yet is written with (``cbir.projection.DEFAULT_COMPONENTS``):
+#: a first index run projects every row at its end, and same-size slots are rewritten in place.
+RESERVED_DIMENSIONS = 128
+
+
 def pending_search_vector(m: int) -> bytes:
     """The search vector slot of an image not augmented yet: as long as :func:`vector_to_bytes` of m values."""
     return _PENDING * (2 * int(m) + 1)
@@ -1031,10 +1036,13 @@ class Store:
 
 def _image_values(record: ImageRecord, codebook_id: int, now: dt.datetime, projection_id: int | None) -> dict:
     projected = record.vector is not None and projection_id is not None
+    # Not projected yet (projection_id NULL: the vector's bytes mean nothing): slots of the size the projection
+    # will most likely fill, so set_vectors and DBA rewrite the row in place instead of growing it.
+    slot = pending_search_vector(len(record.vector) if projected else RESERVED_DIMENSIONS)  # type: ignore[arg-type]
     return {
-        "vector": vector_to_bytes(record.vector) if projected else None,  # type: ignore[arg-type]
+        "vector": vector_to_bytes(record.vector) if projected else slot,  # type: ignore[arg-type]
         "projection_id": projection_id if projected else None,
-        "search_vector": pending_search_vector(len(record.vector)) if projected else None,  # type: ignore[arg-type]
+        "search_vector": slot,
         "path": record.path,
         "size": record.size,
         "mtime": record.mtime,

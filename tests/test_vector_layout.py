@@ -5,8 +5,9 @@ import sqlite3
 import numpy as np
 
 from cbir.codebook import Codebook
-from cbir.projection import project, stored_projection
+from cbir.projection import DEFAULT_COMPONENTS, project, stored_projection
 from cbir.store import (
+    RESERVED_DIMENSIONS,
     ImageRecord,
     Store,
     as_stored,
@@ -27,6 +28,13 @@ def _pages(path) -> int:  # type: ignore[no-untyped-def]
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+
+
+def _image_pages(path) -> int:  # type: ignore[no-untyped-def]
+    """Pages of the images table alone (the projection's own row grows the file too)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return conn.execute("select count(*) from dbstat where name = 'images'").fetchone()[0]
 
 
 def _fill(store: Store, n: int) -> tuple[int, Codebook]:
@@ -112,3 +120,23 @@ def test_a_store_with_float32_vectors_is_read_and_its_unaugmented_rows_found(tmp
     with sqlite3.connect(path) as conn:
         lengths = dict(conn.execute("select length(vector), count(*) from images group by 1").fetchall())
     assert lengths == {512: 400, 257: 20}
+
+
+def test_rows_written_before_the_fit_are_projected_and_augmented_in_place(tmp_path):
+    """A first index run writes every row, then fits and projects them all: the rows must not grow."""
+    assert RESERVED_DIMENSIONS == DEFAULT_COMPONENTS
+    path = tmp_path / "first.db"
+    with Store(path, create=True) as store:
+        codebook = Codebook(CENTERS)
+        cid = store.save_codebook(codebook, "grid3-classes+classes")
+        X = _sparse_histograms(1200, seed=6)
+        store.write_batch(codebook_id=cid, added=[ImageRecord(f"/x/{i}.png", 1, 1.0, str(i), 1, 1, h)
+                                                   for i, h in enumerate(X)])
+        before = _image_pages(path)
+        report = update_vectors(store, cid, codebook)  # fit, project every row, DBA (3 neighbours)
+        pid = store.projection_row()[0]
+        assert report.projected == 1200 and store.projected_count(pid) == 1200
+        assert store.unaugmented_ids(pid).size == 0
+        V = np.concatenate([p[1] for p in store.iter_vectors(pid)])
+        np.testing.assert_array_equal(V, as_stored_vectors(project(as_stored(X), stored_projection(store, CENTERS)[1])))
+        assert _image_pages(path) == before
