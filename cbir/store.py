@@ -88,7 +88,8 @@ class ImageRow(Base):
     histogram: Mapped[bytes] = mapped_column(LargeBinary)
     codebook_id: Mapped[int] = mapped_column(ForeignKey("codebooks.id"))
     indexed_at: Mapped[dt.datetime] = mapped_column()
-    #: The compact vector (:func:`vector_to_bytes`) and the projection that made it; NULL until projected.
+    #: The compact vector (:func:`vector_to_bytes`) and the projection that made it; until projected (projection_id
+    #: NULL) a reserved slot of :data:`RESERVED_DIMENSIONS` (NULL in rows of older indexes).
     vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     projection_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     #: The augmented search vector (DBA, :mod:`cbir.augment`) of ``vector``; NULL or a pending slot
