@@ -137,7 +137,7 @@ def test_progress_bars_start_no_thread():
     interpreters, one color table each) instead of being forked: tqdm's monitor must stay off."""
     import threading
 
-    from cbir.cli import progress_bar
+    from cbir.cli.common import progress_bar
 
     before = threading.active_count()
     for quiet in (True, False):
@@ -171,12 +171,13 @@ def test_an_unexpected_error_is_one_line_exit_2(db, monkeypatch):
 
 
 def test_help_does_not_import_the_store():
-    # SQLAlchemy took most of 'cbir --help'; cli.py spells the default database out instead of importing it.
+    # SQLAlchemy took most of 'cbir --help'; cbir/cli/common.py spells the default database out instead of importing it.
     import subprocess
     import sys
 
-    from cbir import cli, store
+    from cbir import store
+    from cbir.cli import common
 
-    assert cli.DEFAULT_DB == store.DEFAULT_DB
+    assert common.DEFAULT_DB == store.DEFAULT_DB
     code = "import sys, cbir.cli; print(sorted(m for m in ('sqlalchemy', 'faiss', 'sklearn', 'matplotlib') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

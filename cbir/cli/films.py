@@ -1,6 +1,6 @@
 """``cbir shots``, and the film branches of ``cbir palette`` and ``cbir quantize`` (a video or a folder of stills).
 
-A thin shell like :mod:`cbir.cli`: parse, call one library function, print.
+A thin shell like the other commands: parse, call one library function, print.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from cbir.cli import _note, _tqdm, emit_json, handle_errors
+from cbir.cli.common import emit_json, handle_errors, note, tqdm_class
 
 
 def quiet_video_decoder() -> None:
@@ -34,7 +34,7 @@ class _FrameBar:
     """A tqdm bar on stderr counting frames and showing the rate."""
 
     def __init__(self, description: str, *, quiet: bool) -> None:
-        self.bar = _tqdm()(total=0, unit="frame", file=sys.stderr, disable=quiet or None, desc=description)
+        self.bar = tqdm_class()(total=0, unit="frame", file=sys.stderr, disable=quiet or None, desc=description)
 
     def __call__(self, done: int, total: int) -> None:
         if total and self.bar.total != total:
@@ -101,7 +101,7 @@ def film_palette_command(source: str, *, k: int, method: str, sort: str, seed: i
     quiet_video_decoder()
     stills = film_stills(source, n=frames)
     found = film_palette(stills, k=k, method=method, sort=sort, seed=seed)
-    _note(found.note)
+    note(found.note)
     if out:
         save_image(out, palette_strip(found.rgb, found.proportions, width=800))
         click.echo(f"wrote {out}", err=True)
@@ -147,11 +147,11 @@ def film_quantize_command(source: str, *, k: int, out: str, per_shot: bool, meth
     if os.path.isdir(source):
         raise BadInputError(f"{source}: a folder; quantize takes one image or one video")
     quiet_video_decoder()
-    _note("the audio track is not copied")
+    note("the audio track is not copied")
     with _FrameBar("posterizing", quiet=quiet) as bar:
         result = posterize_video(source, out, k=k, per_shot=per_shot, method=method, seed=seed, codec=codec, progress=bar)
     if not result.lossless:
-        _note(f"{result.fourcc} is lossy: decoded frames hold more than {k} colors; use .avi or .mkv (FFV1) to keep them exact")
+        note(f"{result.fourcc} is lossy: decoded frames hold more than {k} colors; use .avi or .mkv (FFV1) to keep them exact")
     palettes = f"{len(result.palettes)} per-shot palettes" if per_shot else f"one {len(result.palettes[0])}-color palette"
     click.echo(f"wrote {out}: {result.frames} frames in {result.seconds:.1f} s ({result.frames_per_second:.1f} frames/s), "
                f"{palettes}, {result.fourcc}", err=True)

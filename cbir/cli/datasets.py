@@ -1,35 +1,13 @@
-"""``cbir datasets list|fetch``: the standard benchmark sets (a shell over :mod:`cbir.fetch`).
-
-``cbir.cli`` registers this group; the helpers it shares with it are imported when a command
-runs, so either module can be imported first.
-"""
+"""``cbir datasets list|fetch``: the standard benchmark sets (a shell over :mod:`cbir.fetch`)."""
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
-
-def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``cbir.cli.handle_errors``, looked up when the command runs."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from cbir.cli import handle_errors as handled
-
-        return handled(command)(*args, **kwargs)
-
-    return wrapper
-
-
-def emit_json(document: Any) -> None:
-    from cbir.cli import emit_json as emit
-
-    emit(document)
+from cbir.cli.common import emit_json, handle_errors, tqdm_class
 
 
 @click.group()
@@ -84,9 +62,7 @@ class _Bars:
     """One tqdm bar per stage on stderr (bytes for downloads, files otherwise)."""
 
     def __init__(self, quiet: bool) -> None:
-        from cbir.cli import _tqdm
-
-        self.tqdm = _tqdm()
+        self.tqdm = tqdm_class()
         self.quiet = quiet
         self.stage: str | None = None
         self.bar: Any = None

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cbir.cli import db_option, emit_json, handle_errors
+from cbir.cli.common import db_option, emit_json, handle_errors
 from cbir.distances import METRICS
 
 
