@@ -5,10 +5,12 @@
 Routes: ``GET /`` (the page, from ``search/static/``), ``POST /api/search``
 (multipart ``image``), ``POST /api/search/colors`` (JSON colors),
 ``GET /api/images/{id}/similar``, ``GET /api/images/{id}/thumbnail``,
-``GET /api/images/{id}``, ``GET /api/info``, ``POST /api/sync`` (:mod:`search.sync_api`);
+``GET /api/images/{id}``, ``GET /api/info``; ``POST /api/sync`` (:mod:`search.sync_api`)
+when the app is given the indexer's sync (``create_app(db, sync=index_folder)``, as ``cbir serve`` does);
 the collection listing and the near-duplicate groups (``GET /api/images``,
 ``GET /api/duplicates``, in :mod:`search.http_collection`);
-the OpenAPI schema at ``/docs``.
+the OpenAPI schema at ``/docs``. The JSON shapes are in :mod:`search.http_schema`, the
+state behind the routes (searcher, palettes, rows by id) in :mod:`search.http_service`.
 
 Images are served only by store id: the id is parsed as an integer and the path
 comes from the store row, so no part of a URL is ever joined to a filesystem
@@ -19,38 +21,30 @@ Errors are JSON ``{"error": "..."}``.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import mimetypes
 import os
-import re
-import threading
 import time
 from collections.abc import AsyncIterator
-from enum import Enum
 from importlib import resources
 from typing import Annotated, Any, cast
 
-import numpy as np
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from cbir.codebook import Codebook
 from cbir.color_query import MAX_QUERY_COLORS, parse_hex, to_hex
-from cbir.descriptor import Descriptor
 from cbir.distances import COMPACT, SEARCH_METRICS
 from cbir.errors import BadImageError, BadInputError, CbirError, StoreError
-from cbir.films.filmstrips import timestamp
 from cbir.films.video import split_frame_path
-from cbir.palette import area_shares, palette_from_histogram
-from cbir.store import VideoFrame, histogram_from_bytes
+from cbir.store import histogram_from_bytes
 from search import http_collection
+from search.http_schema import ColorQuery, Info, Metric, SearchResponse
+from search.http_service import Service, service_of
 from search.searcher import Searcher
-from search.sync_api import add_sync_route
+from search.sync_api import FolderSync, add_sync_route
 from search.thumbnails import DEFAULT_CACHE_BYTES, DEFAULT_THUMBNAIL_SIZE, Thumbnails, make_thumbnail
 
 DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
@@ -58,187 +52,14 @@ DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
 DEFAULT_MAX_UPLOAD_PIXELS = 50_000_000
 DEFAULT_K = 10
 MAX_K = 200
-#: Images whose color shares (read from their files for palettes) are kept in memory.
-SHARES_CACHE_SIZE = 4096
-#: Colors shown in a palette strip.
-PALETTE_SIZE = 8
 
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
 }
-_ID = re.compile(r"[0-9]{1,18}")
 
-Metric = Enum("Metric", {name.replace("-", "_"): name for name in SEARCH_METRICS}, type=str)  # type: ignore[misc]
-
-
-# --- schema ---------------------------------------------------------------------------
-class ColorIn(BaseModel):
-    hex: str = Field(pattern=r"^#?[0-9a-fA-F]{6}$", examples=["#e0c080"], description="An sRGB color, #rrggbb.")
-    weight: float = Field(1.0, gt=0, allow_inf_nan=False, description="Its share of the query (normalized).")
-
-
-class ColorQuery(BaseModel):
-    colors: list[ColorIn] = Field(min_length=1, max_length=MAX_QUERY_COLORS)
-
-
-class PaletteColor(BaseModel):
-    hex: str
-    rgb: list[int]
-    lab: list[float]
-    proportion: float
-
-
-class VideoShot(BaseModel):
-    path: str = Field(description="the video file")
-    time: float = Field(description="seconds into the video of the shot's keyframe")
-    shot_start: float
-    shot_end: float
-
-
-class SearchResult(BaseModel):
-    rank: int
-    id: int
-    name: str
-    path: str
-    distance: float
-    thumbnail: str
-    image: str
-    palette: list[PaletteColor]
-    video: VideoShot | None = Field(default=None, description="set when the result is the keyframe of a video's shot")
-
-
-class QueryEcho(BaseModel):
-    kind: str = Field(description="image, colors or similar")
-    label: str
-    palette: list[PaletteColor]
-
-
-class SearchResponse(BaseModel):
-    query: QueryEcho
-    metric: str
-    k: int
-    milliseconds: float
-    results: list[SearchResult]
-
-
-class Info(BaseModel):
-    images: int
-    failures: int
-    generation: int
-    codebook_size: int
-    layout: str
-    codebook_fingerprint: str
-    metrics: list[str]
-    default_metric: str
-    max_k: int
-    max_colors: int
-    max_upload_bytes: int
-    thumbnail_size: int
-
-
-# --- the service behind the routes ----------------------------------------------------
-@dataclasses.dataclass
-class _Service:
-    """One Searcher shared by the worker threads, with what the routes need besides."""
-
-    searcher: Searcher
-    upload_descriptor: Descriptor
-    thumbnails: Thumbnails
-    # The Searcher caches matrices and FAISS indexes and rebuilds (and saves) them when the store
-    # changes; two threads doing that at once would build twice and write the same temporary file.
-    # One search at a time; decoding uploads, reading rows and making palettes happen outside the lock.
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-    # Color shares read from result files (layouts without area blocks), by (path, size, mtime):
-    # a page of results costs a decode per image the first time only.
-    shares_cache: collections.OrderedDict[tuple[str, int, int], np.ndarray | None] = dataclasses.field(
-        default_factory=collections.OrderedDict
-    )
-    shares_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-
-    @property
-    def codebook(self) -> Codebook:
-        return self.searcher.codebook
-
-    def palette(self, histogram: np.ndarray, *, shares: np.ndarray | None = None, path: str | None = None) -> list[dict[str, Any]]:
-        """The dominant codewords of an image, largest share first, shares summing to 1: from its
-        color shares when given, or read again from ``path`` when the layout does not keep them."""
-        layout = self.searcher.descriptor.layout
-        if shares is None and path is not None:
-            shares = self._file_shares(path, layout)
-        if shares is not None:
-            return palette_from_histogram(shares, self.codebook, k=PALETTE_SIZE, sort="proportion")
-        return palette_from_histogram(histogram, self.codebook, k=PALETTE_SIZE, sort="proportion", layout=layout)
-
-    def _file_shares(self, path: str, layout: str) -> np.ndarray | None:
-        try:
-            stat = os.stat(path)
-        except OSError:
-            return None  # gone: the stored blocks give an estimate
-        key = (path, stat.st_size, stat.st_mtime_ns)
-        with self.shares_lock:  # routes run on several threads
-            if key in self.shares_cache:
-                self.shares_cache.move_to_end(key)
-                return self.shares_cache[key]
-        shares = area_shares(path, self.codebook, layout)  # decoded outside the lock
-        with self.shares_lock:
-            self.shares_cache[key] = shares
-            while len(self.shares_cache) > SHARES_CACHE_SIZE:
-                self.shares_cache.popitem(last=False)
-        return shares
-
-    def search(
-        self, histogram: np.ndarray, *, kind: str, label: str, k: int, metric: str, started: float,
-        shares: np.ndarray | None = None, path: str | None = None,
-    ) -> dict[str, Any]:
-        with self.lock:
-            results = self.searcher.search_histogram(histogram, k=k, metric=metric)
-        stored = self._histograms([r.id for r in results])
-        frames = self.searcher.store.video_frames(r.id for r in results)  # shots of indexed videos
-        return {
-            "query": {"kind": kind, "label": label, "palette": self.palette(histogram, shares=shares, path=path)},
-            "metric": metric,
-            "k": k,
-            "milliseconds": round((time.perf_counter() - started) * 1000.0, 2),
-            "results": [
-                {
-                    "rank": result.rank,
-                    "id": result.id,
-                    "name": _display_name(result.path, frames.get(result.id)),
-                    "path": result.path,
-                    "distance": result.distance,
-                    "thumbnail": f"/api/images/{result.id}/thumbnail",
-                    "image": f"/api/images/{result.id}",
-                    "palette": self.palette(stored[result.id], path=result.path),
-                    **({"video": frames[result.id].to_dict()} if result.id in frames else {}),
-                }
-                for result in results
-                if result.id in stored  # else removed by an index run since the search
-            ],
-        }
-
-    def _histograms(self, ids: list[int]) -> dict[int, np.ndarray]:
-        store = self.searcher.store
-        try:
-            return dict(zip(ids, store.histograms(ids), strict=True))
-        except StoreError:  # a row went away since the search: fetch what is left one by one
-            rows = {image_id: store.image(image_id) for image_id in ids}
-            return {i: histogram_from_bytes(row.histogram) for i, row in rows.items() if row is not None}
-
-    def row(self, image_id: str):  # type: ignore[no-untyped-def]
-        """The store row of an id given in a URL, or 404. The id is only ever parsed as an integer."""
-        row = self.searcher.store.image(int(image_id)) if _ID.fullmatch(image_id) else None
-        if row is None:
-            raise HTTPException(404, f"no indexed image with id {image_id!r}")
-        return row
-
-
-def _service(request: Request) -> _Service:
-    return request.app.state.service  # type: ignore[no-any-return]
-
-
-ServiceDep = Annotated[_Service, Depends(_service)]
+ServiceDep = Annotated[Service, Depends(service_of)]
 _DEFAULT_METRIC = Metric(COMPACT)
 K = Annotated[int, Query(ge=1, le=MAX_K, description="Number of results.")]
 MetricQuery = Annotated[Metric, Query(description="Distance between histograms.")]  # type: ignore[valid-type]
@@ -287,16 +108,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 # --- the app --------------------------------------------------------------------------
-def _display_name(path: str, frame: VideoFrame | None) -> str:
-    """A result's file name; for a video's shot, the video's name and the keyframe's time."""
-    if frame is None:
-        return os.path.basename(path)
-    return f"{os.path.basename(frame.video)} at {timestamp(frame.seconds)}"
-
-
 def create_app(
     db: str | os.PathLike[str],
     *,
+    sync: FolderSync | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
     thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
@@ -311,6 +126,9 @@ def create_app(
     ----------
     db : str or path
         A SQLite file or a database URL, as for ``cbir index``.
+    sync : callable, optional
+        Syncs one root into the store (``indexer.index_folder``): given, the app answers
+        ``POST /api/sync``; without it there is no such route (the read path does not import the indexer).
     max_upload_bytes : int
         Larger request bodies get 413 (checked while they stream in).
     max_upload_pixels : int
@@ -339,7 +157,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         searcher = Searcher.open(db)
         descriptor = searcher.descriptor
-        app.state.service = _Service(
+        app.state.service = Service(
             searcher=searcher,
             upload_descriptor=dataclasses.replace(descriptor, max_pixels=min(descriptor.max_pixels, max_upload_pixels)),
             thumbnails=Thumbnails(size=thumbnail_size, max_bytes=thumbnail_cache_bytes),
@@ -357,7 +175,8 @@ def create_app(
         max_body_size=max_upload_bytes,
     )
     _install_error_handlers(app)
-    add_sync_route(app, lambda request: _service(request).searcher.store)
+    if sync is not None:
+        add_sync_route(app, lambda request: service_of(request).searcher.store, sync)
 
     def static_page(route: str) -> None:
         content, media_type = pages[route]
@@ -461,3 +280,4 @@ def create_app(
                             content_disposition_type="inline")
 
     return app
+

@@ -5,12 +5,16 @@ points the indexer at a path), one at a time, in-process (``workers=1``: a serve
 threads make forking unsafe). The library's rule holds here as everywhere: a sync
 that would empty a root or remove more than half of it writes nothing and answers
 409 unless the request says ``prune=true``.
+
+The read path never imports the write path: the sync itself (``indexer.index_folder``) is
+passed in by whoever composes the app (``cbir serve``, or ``create_app(db, sync=index_folder)``).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -18,8 +22,21 @@ from pydantic import BaseModel, Field
 
 from cbir.errors import BadInputError, MassRemovalError
 from cbir.store import Store
-from indexer import index_folder
-from indexer.roots import DEFAULT_MAX_REMOVAL_SHARE
+
+
+class FolderSync(Protocol):
+    """What syncs one root into the store and reports on it: ``indexer.index_folder`` has this shape."""
+
+    def __call__(self, folder: str, store: Store, *, workers: int, prune: bool, max_removal_share: float = ...) -> Any: ...
+
+
+def default_removal_share(sync_folder: FolderSync) -> float:
+    """The sync's own ``max_removal_share`` default, which the route shows and applies: the rule has one home."""
+    parameter = inspect.signature(sync_folder).parameters.get("max_removal_share")
+    default = parameter.default if parameter is not None else None
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        raise BadInputError(f"{sync_folder!r} has no numeric max_removal_share default to serve POST /api/sync with")
+    return float(default)
 
 
 class RootSync(BaseModel):
@@ -38,8 +55,17 @@ class SyncResponse(BaseModel):
     synced: list[RootSync] = Field(description="One report per root, in path order.")
 
 
-def add_sync_route(app: FastAPI, store_of: Callable[[Request], Store]) -> None:
-    """Register ``POST /api/sync`` on ``app``; ``store_of(request)`` gives the served index's store."""
+def add_sync_route(app: FastAPI, store_of: Callable[[Request], Store], sync_folder: FolderSync) -> None:
+    """Register ``POST /api/sync`` on ``app``; ``store_of(request)`` gives the served index's store,
+    ``sync_folder(folder, store, workers=1, prune=..., max_removal_share=...)`` syncs one root.
+
+    Raises
+    ------
+    BadInputError
+        If ``sync_folder`` has no numeric ``max_removal_share`` default (the route's own).
+    """
+
+    share_default = default_removal_share(sync_folder)
 
     async def refused(_: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=409)
@@ -53,7 +79,7 @@ def add_sync_route(app: FastAPI, store_of: Callable[[Request], Store]) -> None:
         root: Annotated[str | None, Query(description="One recorded root (default: every root).")] = None,
         prune: Annotated[bool, Query(description="Confirm removing the rows of files that are gone.")] = False,
         max_removal_share: Annotated[float, Query(ge=0, le=1, description="Share removable without prune.")]
-        = DEFAULT_MAX_REMOVAL_SHARE,
+        = share_default,
     ) -> dict[str, Any]:
         store = store_of(request)
         roots = store.root_paths()
@@ -63,7 +89,7 @@ def add_sync_route(app: FastAPI, store_of: Callable[[Request], Store]) -> None:
             roots = [root]
         synced = []
         for folder in roots:
-            report = index_folder(folder, store, workers=1, prune=prune, max_removal_share=max_removal_share)
+            report = sync_folder(folder, store, workers=1, prune=prune, max_removal_share=max_removal_share)
             synced.append({
                 "root": folder, "scanned": report.scanned, "added": report.added, "updated": report.updated,
                 "moved": report.moved, "removed": report.removed, "unchanged": report.unchanged + report.touched,

@@ -522,6 +522,8 @@ def test_cbir_serve_answers_and_stops(indexed):
                     raise AssertionError(process.stderr.read().decode() if process.stderr else "serve died") from None
                 time.sleep(0.2)
         assert status == 200 and info["images"] == 27
+        # cbir serve hands the indexer's sync to the app (search does not import the indexer).
+        assert "/api/sync" in get_json(f"http://127.0.0.1:{port}/openapi.json")[1]["paths"]
     finally:
         process.terminate()
         out, err = process.communicate(timeout=30)
@@ -552,7 +554,10 @@ def test_sync_refuses_a_mass_removal_then_prunes_when_confirmed(tmp_path):
     with Store(db, create=True) as store:
         index_folder(folder, store, n_colors=16, workers=1)
     root = str(folder.resolve())
-    with TestClient(create_app(db)) as sync_client:
+    with TestClient(create_app(db)) as read_only:  # no sync given: no write route
+        assert read_only.post("/api/sync").status_code in (404, 405)
+        assert "/api/sync" not in read_only.get("/openapi.json").json()["paths"]
+    with TestClient(create_app(db, sync=index_folder)) as sync_client:
         write_image(folder / "new.png", two_tone(PALETTE["red"], PALETTE["sand"], 0.3))
         added = sync_client.post("/api/sync")
         assert added.status_code == 200, added.text
@@ -569,3 +574,10 @@ def test_sync_refuses_a_mass_removal_then_prunes_when_confirmed(tmp_path):
         assert sync_client.get("/api/info").json()["images"] == 5
         # Searches see the synced index at once.
         assert len(sync_client.post("/api/search/colors", json={"colors": [{"hex": "#dc1e1e"}]}).json()["results"]) == 5
+        # The request's max_removal_share reaches the indexer: 3 of 5 gone is refused at the default, not at 0.7.
+        for path in sorted(folder.rglob("*.*"))[:3]:
+            path.unlink()
+        assert sync_client.post("/api/sync").status_code == 409
+        assert sync_client.post("/api/sync", params={"max_removal_share": 1.5}).status_code == 422
+        shared = sync_client.post("/api/sync", params={"max_removal_share": 0.7})
+        assert shared.status_code == 200 and shared.json()["synced"][0]["removed"] == 3

@@ -27,6 +27,7 @@ def serve(db: str, host: str, port: int, max_upload_mb: float) -> None:
     from uvicorn.config import LOGGING_CONFIG
 
     from cbir.vectors import use_threads
+    from indexer import index_folder
     from search import Searcher
     from search.http import create_app
 
@@ -34,7 +35,8 @@ def serve(db: str, host: str, port: int, max_upload_mb: float) -> None:
     # only spin (a 1,000-image search took 8-11 ms with two of them, 5 ms with one).
     use_threads(1)
     Searcher.open(db).store.close()  # no index, or not a cbir database: one line now, not a traceback at startup
-    app = create_app(db, max_upload_bytes=max(1, int(max_upload_mb * 1_000_000)))
+    # The composition root: the read path's app gets the write path's sync for POST /api/sync.
+    app = create_app(db, sync=index_folder, max_upload_bytes=max(1, int(max_upload_mb * 1_000_000)))
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout stays clean
     click.echo(f"serving {db} on http://{host}:{port}/ (Ctrl+C stops)", err=True)
