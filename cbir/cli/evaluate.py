@@ -199,7 +199,7 @@ def evaluate(dataset: str, db: str, protocol: str | None, metric: str | None, de
         else:
             raise BadInputError(f"--compare {spec!r}: not a metric ({', '.join(SEARCH_METRICS)}), a descriptor "
                                 f"({', '.join(DESCRIPTORS)}), expand=N or a .json report")
-    options = {"db": db, "n_colors": n_colors, "layout": layout, "workers": workers, "quiet": quiet}
+    options: dict[str, Any] = {"db": db, "n_colors": n_colors, "layout": layout, "workers": workers, "quiet": quiet}
     document = _run_evaluation(benchmark, descriptor=descriptor, metric=metric, expand=expand, **options).to_dict()
     documents = [document]
     for other_descriptor, other_metric, loaded, other_expand in others:
