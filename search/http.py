@@ -280,4 +280,3 @@ def create_app(
                             content_disposition_type="inline")
 
     return app
-

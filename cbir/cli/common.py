@@ -137,8 +137,6 @@ def progress_bar(description: str, *, quiet: bool) -> Iterator[Callable[[int, in
         yield progress
 
 
-
-
 def note(message: str | None) -> None:
     """A note on stderr (stdout stays for results and JSON)."""
     if message:

@@ -250,4 +250,3 @@ def make_benchmark(source: str, out: str, copies: int, seed: int, max_side: int,
     for path, reason in summary.skipped:
         click.echo(f"  skipped {path}: {reason}", err=True)
     click.echo(f"measure with: cbir evaluate {summary.out} --protocol csv:{summary.ground_truth} --db {summary.out}.db", err=True)
-

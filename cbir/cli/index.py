@@ -89,4 +89,3 @@ def index(folder: str | None, db: str, n_colors: int | None, layout: str | None,
             click.echo(f"  {failure.path}: {failure.reason}", err=True)
         if len(report.failed) > 20:
             click.echo(f"  ... and {len(report.failed) - 20} more (see 'cbir info --failures')", err=True)
-

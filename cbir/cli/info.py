@@ -57,4 +57,3 @@ def info(db: str, failures: bool, as_json: bool) -> None:
         click.echo(f"note: {document['advice']}", err=True)
     for failure in document.get("failed", []):
         click.echo(f"  {failure['path']}: {failure['reason']}")
-

@@ -150,4 +150,3 @@ def plot_pixels(image: str, k: int, out: str, space: str, n_points: int, method:
     note(cloud.palette.note)
     save_pixel_plot(cloud, out, space=space)
     click.echo(f"wrote {out} ({len(cloud.rgb):,} pixels, {len(cloud.palette)} clusters)", err=True)
-

@@ -69,4 +69,3 @@ def search(image: str | None, db: str, colors_text: str | None, k: int, metric: 
     width = len(str(len(results)))
     for result in results:
         click.echo(f"{result.rank:>{width}}  {result.distance:.6f}  {result.path}")
-
