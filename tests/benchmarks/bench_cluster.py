@@ -135,7 +135,9 @@ def writer_rates(source_db: str, base: str, *, limit: int = 5000, batch: int = 5
     """Rows per second of Store.write_batch, of executemany INSERTs, and of those INSERTs under pglz."""
     from sqlalchemy import insert, text
 
-    from cbir.store import ImageRecord, ImageRow, Store, _image_values, _now
+    from cbir.store import ImageRecord, ImageRow, Store
+    from cbir.store.engine import now
+    from cbir.store.statements import image_values
 
     with Store(source_db) as source:
         ids, histograms = source.all_histograms()
@@ -157,7 +159,7 @@ def writer_rates(source_db: str, base: str, *, limit: int = 5000, batch: int = 5
                     store.write_batch(codebook_id=codebook_id, added=chunk)
                 else:
                     with store.engine.begin() as conn:
-                        conn.execute(insert(ImageRow), [_image_values(r, codebook_id, _now(), None) for r in chunk])
+                        conn.execute(insert(ImageRow), [image_values(r, codebook_id, now(), None) for r in chunk])
             rates[name] = len(records) / (time.perf_counter() - start)
             assert store.count() == len(records)
     return rates
