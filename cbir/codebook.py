@@ -168,8 +168,8 @@ def codebook_from_pixels(
         rgb = np.stack([(distinct >> 16) & 255, (distinct >> 8) & 255, distinct & 255], axis=1).astype(np.uint8)
         centers = rgb_to_lab(rgb)
     else:
-        # Imported here: FAISS lives in cbir.vectors, which needs this module.
-        from cbir.vectors import kmeans
+        # Imported here: FAISS costs a tenth of a second, needed only when a codebook is learned.
+        from cbir.kmeans import kmeans
 
         # Every sampled pixel is a point, so common colors weigh as much as they cover.
         centers = kmeans(

@@ -1,4 +1,4 @@
-"""The derived vector index, and k-means for the codebook: the only module that imports faiss.
+"""The derived vector index: FAISS flat, IVF and IVF-PQ indexes over embedded histograms or compact vectors.
 
 The store is the truth; this index is a cache of embedded histograms that can
 always be rebuilt from it. It is saved with a stamp (codebook fingerprint,
@@ -12,15 +12,18 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 
-from cbir.codebook import Codebook
 from cbir.embedding import Embedding
 from cbir.errors import BadInputError
 from cbir.index_kind import COMPACT_ANN_MIN_SIZE, COMPACT_NPROBE, PQ_BYTES, PQ_CANDIDATES, compact_kind  # noqa: F401
-from cbir.store import Store
+
+if TYPE_CHECKING:  # only annotations: importing this module does not open the store (SQLAlchemy)
+    from cbir.codebook import Codebook
+    from cbir.store import Store
 
 #: Below this many rows an IVF index has nothing to gain: a flat one stands in for it.
 IVF_MIN_SIZE = 1000
@@ -34,28 +37,6 @@ def use_threads(n: int) -> None:
 
     faiss.omp_set_num_threads(max(1, int(n)))
     threadpool_limits(limits=max(1, int(n)), user_api="blas")
-
-
-def kmeans(points: np.ndarray, k: int, *, seed: int, iterations: int, points_per_center: int) -> np.ndarray:
-    """k-means (Lloyd) centers of ``points`` (n, d) with FAISS, float32 (k, d), one thread, deterministic.
-
-    FAISS starts from k points drawn with ``seed`` and iterates over at most
-    ``k * points_per_center`` of the points (drawn with the seed too). It imports in a
-    tenth of a second where scikit-learn's clustering takes a whole one, which counts in
-    every ``cbir index`` run.
-    """
-    points = np.ascontiguousarray(points, dtype=np.float32)
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # deterministic sums, and no OpenMP threads left spinning beside the workers
-    try:
-        clustering = faiss.Kmeans(
-            points.shape[1], k, niter=iterations, seed=seed, max_points_per_centroid=points_per_center,
-            min_points_per_centroid=1, verbose=False,
-        )
-        clustering.train(points)
-    finally:
-        faiss.omp_set_num_threads(before)
-    return np.asarray(clustering.centroids, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -260,15 +241,6 @@ def load_mapped(path: str | os.PathLike[str]) -> VectorIndex | None:
 def load_writable(path: str | os.PathLike[str], stamp: Stamp) -> VectorIndex:
     """A file of :func:`save_mapped` read whole into memory (so vectors can be added or removed)."""
     return VectorIndex(faiss.read_index(str(path)), stamp)
-
-
-def ensure_compact_index(
-    store: Store, codebook: Codebook, projection_id: int, embedding: Embedding, *, augmented: bool = False,
-) -> VectorIndex:
-    """:func:`cbir.compact_index.ensure_compact_index` (the saved compact index, up to date)."""
-    from cbir.compact_index import ensure_compact_index as ensure
-
-    return ensure(store, codebook, projection_id, embedding, augmented=augmented)
 
 
 def build_vector_index(

@@ -38,7 +38,8 @@ from cbir.errors import BadInputError, CodebookMismatchError, StoreError
 from cbir.images import DEFAULT_MAX_SIDE
 from cbir.projection import Projection, project, stored_projection
 from cbir.store import Store, as_stored, as_stored_vectors
-from cbir.vectors import VectorIndex, compact_kind, ensure_compact_index, ensure_vector_index
+from cbir.compact_index import ensure_compact_index
+from cbir.vectors import VectorIndex, compact_kind, ensure_vector_index
 
 _FIRST_CANDIDATES = 64
 # Fetching more candidate rows than this one by one costs more than loading the whole matrix once.
