@@ -3,7 +3,7 @@
 The default metric, ``compact``, ranks by L2 between compact vectors (the learned
 projection of :mod:`cbir.projection`, stored for every row): a flat FAISS scan below
 :data:`cbir.vectors.COMPACT_ANN_MIN_SIZE` images (exact), IVF lists from there
-(approximate). An index whose rows have no vectors yet (made by an older cbir, or
+(approximate): :mod:`search.compact_search`. An index whose rows have no vectors yet (made by an older cbir, or
 an interrupted run) is searched with exact chi2-soft instead, and :attr:`Searcher.note` says so.
 
 For a full-histogram metric (chi2-soft, qfd, ...) two paths give the same ranking:
@@ -26,20 +26,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from cbir.augment import augment_setting, expand
 from cbir.descriptor import Descriptor
 from cbir.distances import COMPACT, DEFAULT_METRIC, Distance, check_metric, distance_function
 from cbir.embedding import Embedding, embedding_for
 from cbir.errors import BadInputError, CodebookMismatchError, StoreError
 from cbir.images import DEFAULT_MAX_SIDE
-from cbir.projection import Projection, project, stored_projection
-from cbir.store import Store, as_stored, as_stored_vectors
-from cbir.compact_index import ensure_compact_index
-from cbir.vectors import VectorIndex, compact_kind, ensure_vector_index
+from cbir.projection import Projection
+from cbir.store import Store, as_stored
+from cbir.vectors import VectorIndex, ensure_vector_index
+from search.compact_search import CompactSearch
+from search.ranking import Result, rank_order
 
 _FIRST_CANDIDATES = 64
 # Fetching more candidate rows than this one by one costs more than loading the whole matrix once.
@@ -52,29 +51,9 @@ DEFAULT_SEARCH_METRIC = COMPACT
 COMPACT_RERANK = 20
 #: Results the default search expands its query with (alpha-QE; 0: off). Chosen by measurement (README).
 DEFAULT_EXPAND = 0
-# Compact candidates asked beyond k, so images tied at the k-th distance are ordered by id, not by FAISS.
-_TIE_MARGIN = 32
 
 
-@dataclass(frozen=True)
-class Result:
-    """One ranked image."""
-
-    rank: int
-    id: int
-    path: str
-    distance: float
-
-    def to_dict(self) -> dict:
-        return {"rank": self.rank, "path": self.path, "distance": self.distance, "id": self.id}
-
-
-def _rank(ids: np.ndarray, distances: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k smallest distances, ties broken by id."""
-    return np.lexsort((ids, distances))[:k]
-
-
-class Searcher:
+class Searcher(CompactSearch):
     """Search one index.
 
     Parameters
@@ -266,7 +245,7 @@ class Searcher:
             ids, distances = self._approximate(query, k, metric)
         else:
             raise BadInputError(f"unknown search method {method!r}; choose auto, exact, ann or brute")
-        order = _rank(ids, distances, k)
+        order = rank_order(ids, distances, k)
         return ids[order], distances[order]
 
     @staticmethod
@@ -348,7 +327,7 @@ class Searcher:
             keep = found[0] >= 0
             ids, squared = found[0][keep], squared[0][keep]
             distances = distance(query, self._stored(ids))
-            kth = distances[_rank(ids, distances, k)[-1]]
+            kth = distances[rank_order(ids, distances, k)[-1]]
             # Every image not yet seen is at least bound(squared[-1]) away (or none is left unseen).
             if len(ids) >= index.size or embedding.bound(squared[-1:])[0] > kth:
                 return ids, distances
@@ -367,114 +346,6 @@ class Searcher:
         _, found = index.search(embedding.transform(query), max(self.ann_candidates, 4 * k))
         ids = found[0][found[0] >= 0]
         return ids, distance(query, self._stored(ids))
-
-    # --- compact ----------------------------------------------------------------------
-    def _required_compact(self) -> tuple[int, Projection, Embedding]:
-        """:meth:`compact_state`, for the compact paths, which run only when it exists.
-
-        Raises
-        ------
-        StoreError
-            If the index has no compact vector on every row (it changed under this searcher).
-        """
-        state = self.compact_state()
-        if state is None:
-            raise StoreError(f"{self.store.display} has images without compact vectors; run cbir index on its folder")
-        return state
-
-    def compact_state(self) -> tuple[int, Projection, Embedding] | None:
-        """(projection id, projection, its embedding) when every stored image has a vector of it, else None."""
-        if self._state[0] < 0:
-            self._snapshot()
-        generation, count = self._state
-        if self._compact is None or self._compact[0] != generation:
-            state = None
-            found = stored_projection(self.store, self.codebook.centers)
-            if found is not None and count and self.store.projected_count(found[0]) == count:
-                projection_id, projection = found
-                setting = augment_setting(self.store)
-                self._augmented = bool(setting and setting["neighbours"] and setting["projection"] == projection_id)
-                suffix = f"-dba{setting['neighbours']}a{setting['alpha']:g}" if self._augmented else ""  # type: ignore[index]
-                embedding = Embedding(f"compact-{projection.fingerprint}{suffix}",
-                                      lambda X, p=projection: project(X, p), np.sqrt)
-                state = (projection_id, projection, embedding)
-            self._compact = (generation, state)
-        return self._compact[1]
-
-    def compact_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors (n, m)) of every image, as stored, cached until the store changes."""
-        state = self.compact_state()
-        if state is None:
-            raise StoreError(f"{self.store.display} has no compact vectors for every image; run 'cbir index FOLDER'")
-        generation = self._state[0]
-        if self._vectors is None or self._vectors[0] != generation:
-            parts = list(self.store.iter_vectors(state[0], augmented=self._augmented))
-            self._vectors = (generation, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-        return self._vectors[1], self._vectors[2]
-
-    def _compact_ranked(self, query: np.ndarray, k: int, method: str) -> tuple[np.ndarray, np.ndarray]:
-        """The default ranking: compact candidates in L2 order, the first :attr:`rerank` re-ranked by exact chi2-soft.
-
-        Distances are chi2-soft for every result (so they compare with ``--metric chi2-soft``); past the
-        re-ranked head the order is the compact one, so they need not increase there.
-        """
-        wanted = max(k, self.rerank)
-        ids, distances = self._compact_search(query, wanted, method)
-        order = _rank(ids, distances, wanted)
-        ids, distances = ids[order], distances[order]
-        if not self.rerank:
-            return ids[:k], distances[:k]  # L2 between compact vectors
-        distance = self._metric(DEFAULT_METRIC)[1]
-        if len(ids) * 4 > self._state[1]:
-            # Most of the collection asked for (an evaluation ranks it all): against the whole matrix,
-            # whose softened copy chi2-soft keeps between queries.
-            all_ids, X = self.histograms(generation=self._state[0])
-            exact = distance(query, X)[np.searchsorted(all_ids, ids)]
-        else:
-            exact = distance(query, self._stored(ids))
-        head = min(self.rerank, len(ids))
-        order = np.concatenate([_rank(ids[:head], exact[:head], head), np.arange(head, len(ids))])[:k]
-        return ids[order], exact[order]
-
-    def _compact_search(self, query: np.ndarray, k: int, method: str) -> tuple[np.ndarray, np.ndarray]:
-        """Ids and L2 distances between compact vectors: the top candidates (all of them for exact/brute)."""
-        vector = as_stored_vectors(project(query, self._required_compact()[1]))  # a stored image's own: distance 0
-        if self.expand:
-            ids, distances = self._compact_vector_search(vector, int(self.expand), method)
-            top = ids[_rank(ids, distances, int(self.expand))]
-            vector = expand(vector, self._search_vectors(top, method))
-        return self._compact_vector_search(vector, k, method)
-
-    def _search_vectors(self, ids: np.ndarray, method: str) -> np.ndarray:
-        """The searched (augmented when DBA is on) compact vectors of ``ids``."""
-        index = self._indexes.get(self._compact_key())
-        if method not in ("exact", "brute") and index is not None and index.stamp.kind != "ivf":
-            return index.vectors_of(ids)  # a flat index's own vectors, or IVF-PQ's memory-mapped ones
-        all_ids, V = self.compact_vectors()
-        return V[np.searchsorted(all_ids, ids)]
-
-    def _compact_key(self) -> str:
-        return f"{self._required_compact()[2].name}.{compact_kind(self._state[1])}"
-
-    def _compact_vector_search(self, vector: np.ndarray, k: int, method: str) -> tuple[np.ndarray, np.ndarray]:
-        """Ids and L2 distances from a compact query vector (1, m), ranked by :meth:`_compact_search`'s rules."""
-        projection_id, _, embedding = self._required_compact()
-        if method in ("exact", "brute"):
-            ids, V = self.compact_vectors()
-            return ids, np.concatenate([_l2(V[s : s + 20_000], vector[0]) for s in range(0, len(V), 20_000)])
-        key = self._compact_key()
-        index = self._indexes.get(key)
-        if index is None or (index.stamp.generation, index.stamp.count) != self._state:
-            index = ensure_compact_index(self.store, self.codebook, projection_id, embedding, augmented=self._augmented)
-            self._indexes[key] = index
-        if index.size == 0:
-            return np.empty(0, np.int64), np.empty(0)
-        squared, found = index.search(vector, min(k + _TIE_MARGIN, index.size))
-        ids = found[0][found[0] >= 0]
-        if index.stamp.kind == "flat":
-            # FAISS's |x|^2 + |y|^2 - 2xy leaves ~1e-7 between equal vectors: recompute the few found exactly.
-            return ids, _l2(index.index.reconstruct_batch(ids), vector[0])
-        return ids, np.sqrt(np.maximum(squared[0][: len(ids)].astype(np.float64), 0.0))
 
     def vector_index(self, embedding: Embedding, *, kind: str = "flat") -> VectorIndex:
         """The FAISS index of an embedding, kept in memory while it matches the store."""
@@ -510,16 +381,4 @@ def _check_search_metric(metric: str) -> None:
         check_metric(metric)
 
 
-def _l2(V: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """L2 distances (n,) in float64 between rows of V (n, m) and v (m,): the same sums on every path.
-
-    Below :data:`_SAME` a distance is 0: the vector of a stored image and of the same image
-    as a query differ by float rounding only (~1e-16; BLAS sums depend on batch shapes), while
-    two histograms one pixel apart are ~1e-5 apart.
-    """
-    distances = np.sqrt(((V.astype(np.float64) - v.astype(np.float64)) ** 2).sum(axis=1))
-    distances[distances < _SAME] = 0.0
-    return distances
-
-
-_SAME = 1e-9
+__all__ = ["APPROX_MIN_SIZE", "COMPACT_RERANK", "DEFAULT_SEARCH_METRIC", "Result", "Searcher"]
