@@ -62,3 +62,21 @@ def test_codebook_quantizes_to_its_nearest_codewords():
 def test_bad_centers():
     with pytest.raises(BadInputError, match=r"\(4, 2\)"):
         Codebook(np.zeros((4, 2)))
+
+
+def test_learning_a_codebook_needs_neither_the_store_nor_the_vector_index():
+    """k-means lives in cbir.kmeans: learning a codebook in a fresh process imports no SQL and no index code."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from cbir.codebook import learn_codebook\n"
+        "rng = np.random.default_rng(0)\n"
+        "images = [rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8) for _ in range(4)]\n"
+        "codebook, note = learn_codebook(images, n_colors=16, seed=0)\n"
+        "assert note is None and codebook.n_colors == 16 and 'cbir.kmeans' in sys.modules\n"
+        "print(sorted(m for m in ('cbir.store', 'cbir.vectors', 'cbir.compact_index', 'sqlalchemy') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.strip() == "[]"
