@@ -20,7 +20,7 @@ from playwright.sync_api import expect, sync_playwright
 from cbir.store import Store
 from indexer import index_folder
 from search.http import create_app
-from tests.test_http import running_server
+from tests.http_helpers import running_server
 from tests.test_web import ARGS, CHROMIUM, TIMEOUT_MS
 
 

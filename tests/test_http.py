@@ -1,23 +1,12 @@
-"""The HTTP API (search/http.py) against a real SQLite index, in-process and under a real uvicorn."""
+"""The HTTP API (search/http.py) against a real SQLite index, in process (the wire and `cbir serve`: test_http_server.py)."""
 
 from __future__ import annotations
 
-import http.client
 import io
-import json
 import os
-import select
-import socket
-import subprocess
-import sys
-import threading
-import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="the web extra is not installed: pip install -e '.[web]'")
@@ -28,67 +17,18 @@ from PIL import Image
 from cbir.distances import COMPACT
 from cbir.histogram import DEFAULT_LAYOUT
 from cbir.store import Store
-from indexer import index_folder
 from search import Searcher
 from search.http import create_app
-from tests.conftest import PALETTE, make_color_folder, two_tone, write_image
+from tests.conftest import PALETTE
+from tests.http_helpers import make_indexed, names, upload
 
 LIMIT = 20_000_000
-
-
-# --- helpers shared with test_web.py --------------------------------------------------
-def make_folder(folder: Path) -> Path:
-    """For every palette color a solid PNG and a noisy JPEG, and two-tones of neighbouring colors."""
-    return make_color_folder(folder)
-
-
-@contextmanager
-def running_server(app, *, log_level: str = "warning") -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """Run ``app`` under a real uvicorn on a free localhost port in a thread; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-
-
-def get_json(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 # --- fixtures -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory) -> tuple[Path, Path]:
-    folder = make_folder(tmp_path_factory.mktemp("images"))
-    # A larger picture (thumbnails are bounded) and two files deleted after indexing.
-    rng = np.random.default_rng(0)
-    write_image(folder / "large.png", np.repeat(np.repeat(rng.integers(0, 255, (30, 45, 3), dtype=np.uint8), 20, 0), 20, 1))
-    write_image(folder / "gone.png", two_tone(PALETTE["white"], PALETTE["blue"], 0.5))
-    write_image(folder / "gone_too.jpg", two_tone(PALETTE["navy"], PALETTE["sand"], 0.5))
-    (folder / "not_indexed.txt").write_text("secret")
-    db = tmp_path_factory.mktemp("db") / "index.db"
-    with Store(db, create=True) as store:
-        index_folder(folder, store, n_colors=16, workers=1)
-    (folder / "gone.png").unlink()
-    (folder / "gone_too.jpg").unlink()
-    return folder, db
+    return make_indexed(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +43,6 @@ def ids(indexed) -> dict[str, int]:
     with Store(indexed[1]) as store:
         return {os.path.basename(path): image_id for path, image_id in
                 ((state.path, state.id) for state in store.file_states().values())}
-
-
-def upload(client: TestClient, data: bytes, name: str = "query.png", mime: str = "image/png", **params):  # type: ignore[no-untyped-def]
-    return client.post("/api/search", params=params, files={"image": (name, data, mime)})
-
-
-def names(response) -> list[str]:  # type: ignore[no-untyped-def]
-    return [result["name"] for result in response.json()["results"]]
 
 
 # --- the page -------------------------------------------------------------------------
@@ -345,239 +277,3 @@ def test_anything_but_an_indexed_id_gets_404(client, path):
     assert response.status_code == 404
     assert "error" in response.json()
     assert b"root:" not in response.content
-
-
-# --- under a real uvicorn -------------------------------------------------------------
-@pytest.fixture(scope="module")
-def live(indexed) -> Iterator[str]:
-    with running_server(create_app(indexed[1])) as url:
-        yield url
-
-
-def _raw_request(url: str, head: bytes, body_chunks: Iterator[bytes] | None = None) -> tuple[int, bytes, int]:
-    """Send a raw request, streaming ``body_chunks`` until the server answers; return (status, body, bytes sent)."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(head)
-        body_chunks = body_chunks or iter(())
-        sent = 0
-        pending = b""
-        while True:
-            readable, _, _ = select.select([sock], [sock], [], 30)
-            if readable:
-                break
-            if not pending:
-                pending = next(body_chunks, b"")
-                if not pending:
-                    break
-            try:
-                count = sock.send(pending)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sent += count
-            pending = pending[count:]
-        response = http.client.HTTPResponse(sock)
-        response.begin()
-        return response.status, response.read(), sent
-
-
-def test_declared_too_large_upload_is_refused_before_its_body(live):
-    head = (
-        b"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
-        + f"Content-Length: {LIMIT + 1}\r\n\r\n".encode()
-    )
-    status, _, sent = _raw_request(live, head)
-    assert status == 413 and sent == 0
-    assert get_json(f"{live}/api/info")[0] == 200
-
-
-def test_streamed_too_large_upload_is_cut_off_at_the_limit(live):
-    head = (
-        b"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n"
-    )
-    total = 3 * LIMIT
-    piece = b"\x00" * 65536
-
-    def chunks() -> Iterator[bytes]:
-        first = b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n'
-        yield b"%x\r\n%s\r\n" % (len(first), first)
-        for _ in range(total // len(piece)):
-            yield b"%x\r\n%s\r\n" % (len(piece), piece)
-        yield b"0\r\n\r\n"
-
-    status, body, sent = _raw_request(live, head, chunks())
-    assert status == 413 and "error" in json.loads(body)
-    # The server answered long before the client was done: the body was never read whole.
-    assert LIMIT <= sent < 2 * LIMIT
-    status, info = get_json(f"{live}/api/info")
-    assert status == 200 and info["images"] == 27
-
-
-@pytest.mark.parametrize("path", ["/api/images/../../etc/passwd", "/api/images/../../../etc/passwd/thumbnail",
-                                  "/api/images//etc/passwd", "/static/../http.py"])
-def test_dot_dot_paths_get_404_on_the_wire(live, path):
-    status, body, _ = _raw_request(live, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-    assert status == 404 and b"root:" not in body
-
-
-def test_parallel_requests_get_the_same_answers_as_one_at_a_time(live, client, indexed):
-    """uvicorn runs handlers in a thread pool; the shared Searcher must give every thread the right answer."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    files = ["red_green.png", "navy_white.png", "noisy/sand_noisy.jpg", "black_red.png"]
-    metrics = ["chi2", "qfd", "l1", "qfd-gauss", "hellinger"]
-    jobs = [(name, metric) for name in files for metric in metrics]
-    expected = {job: [(r["id"], r["distance"]) for r in upload(client, (indexed[0] / job[0]).read_bytes(), k=6,
-                                                                metric=job[1]).json()["results"]] for job in jobs}
-
-    def over_the_wire(job: tuple[str, str]) -> list[tuple[int, float]]:
-        data = (indexed[0] / job[0]).read_bytes()
-        boundary = "cbirtestboundary"
-        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n'
-                f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-        request = urllib.request.Request(f"{live}/api/search?k=6&metric={job[1]}", data=body, method="POST",
-                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return [(r["id"], r["distance"]) for r in json.loads(response.read())["results"]]
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = list(pool.map(over_the_wire, jobs * 3))
-    assert answers == [expected[job] for job in jobs * 3]
-
-
-# --- searches while an index run writes -----------------------------------------------
-def test_searches_are_served_while_an_index_run_writes(tmp_path):
-    root = tmp_path / "photos"
-    make_folder(root / "a")
-    rng = np.random.default_rng(7)
-    new = [two_tone(tuple(rng.integers(0, 256, 3)), tuple(rng.integers(0, 256, 3)), float(rng.uniform(0.2, 0.8)))
-           for _ in range(40)]
-    for i, image in enumerate(new):
-        write_image(root / "b" / f"new_{i:02d}.png", image)
-    db = tmp_path / "index.db"
-    with Store(db, create=True) as store:
-        index_folder(root / "a", store, n_colors=16, workers=1)
-    before = 24
-
-    midway, resume = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def progress(done: int, total: int) -> None:
-        if done == 20:  # 20 rows committed (batches of 5); hold the run here until the server has been asked
-            midway.set()
-            resume.wait(60)
-
-    def index_more() -> None:
-        try:
-            # The folder holds a/ (already indexed, unchanged) and b/ (new).
-            with Store(db) as writer:
-                index_folder(root, writer, workers=1, batch_size=5, progress=progress)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-            midway.set()
-
-    query = {"colors": [{"hex": "#808080"}]}
-    with TestClient(create_app(db)) as client:
-        assert len(client.post("/api/search/colors", params={"k": 200}, json=query).json()["results"]) == before
-        writer = threading.Thread(target=index_more)
-        writer.start()
-        assert midway.wait(60) and not errors
-        mid = client.post("/api/search/colors", params={"k": 200}, json=query)
-        assert mid.status_code == 200 and len(mid.json()["results"]) == before + 20
-        assert client.get("/api/info").json()["images"] == before + 20
-        resume.set()
-        statuses = []
-        while writer.is_alive():
-            statuses.append(upload(client, (root / "a" / "red.png").read_bytes(), k=3).status_code)
-        writer.join()
-        assert not errors, errors
-        assert statuses and set(statuses) == {200}
-        last = (root / "b" / "new_39.png").read_bytes()
-        after = upload(client, last, k=200)
-        assert len(after.json()["results"]) == before + 40 and names(after)[0] == "new_39.png"
-
-
-# --- the command ----------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_cbir_serve_answers_and_stops(indexed):
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cbir", "serve", "--db", str(indexed[1]), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                status, info = get_json(f"http://127.0.0.1:{port}/api/info")
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(process.stderr.read().decode() if process.stderr else "serve died") from None
-                time.sleep(0.2)
-        assert status == 200 and info["images"] == 27
-        # cbir serve hands the indexer's sync to the app (search does not import the indexer).
-        assert "/api/sync" in get_json(f"http://127.0.0.1:{port}/openapi.json")[1]["paths"]
-    finally:
-        process.terminate()
-        out, err = process.communicate(timeout=30)
-    assert out == b""  # logs go to stderr
-    assert f"127.0.0.1:{port}".encode() in err
-
-
-def test_cbir_serve_without_an_index_is_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "cbir", "serve", "--db", str(tmp_path / "none.db")], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().startswith("Error: no index at") and len(result.stderr.strip().splitlines()) == 1
-
-
-def test_cbir_serve_without_the_web_extra_says_how_to_install(tmp_path):
-    # The web packages are made unimportable in a child interpreter, as if they were not installed.
-    code = "import sys; sys.modules['fastapi'] = None; from cbir.cli import main; main(['serve', '--db', sys.argv[1]])"
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.db")], capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 2
-    assert result.stderr.strip() == "Error: install the web extra: pip install -e '.[web]'"
-
-
-# --- re-syncing the roots -------------------------------------------------------------
-def test_sync_refuses_a_mass_removal_then_prunes_when_confirmed(tmp_path):
-    folder = make_folder(tmp_path / "photos")
-    db = tmp_path / "sync.db"
-    with Store(db, create=True) as store:
-        index_folder(folder, store, n_colors=16, workers=1)
-    root = str(folder.resolve())
-    with TestClient(create_app(db)) as read_only:  # no sync given: no write route
-        assert read_only.post("/api/sync").status_code in (404, 405)
-        assert "/api/sync" not in read_only.get("/openapi.json").json()["paths"]
-    with TestClient(create_app(db, sync=index_folder)) as sync_client:
-        write_image(folder / "new.png", two_tone(PALETTE["red"], PALETTE["sand"], 0.3))
-        added = sync_client.post("/api/sync")
-        assert added.status_code == 200, added.text
-        assert [(r["root"], r["added"], r["removed"]) for r in added.json()["synced"]] == [(root, 1, 0)]
-        for path in sorted(folder.rglob("*.*"))[:20]:  # 20 of 25 files gone
-            path.unlink()
-        refused = sync_client.post("/api/sync")
-        assert refused.status_code == 409 and "would remove 20 of the 25" in refused.json()["error"]
-        assert sync_client.get("/api/info").json()["images"] == 25  # nothing written
-        unknown = sync_client.post("/api/sync", params={"root": str(tmp_path)})
-        assert unknown.status_code == 422 and "is not a root" in unknown.json()["error"]
-        pruned = sync_client.post("/api/sync", params={"root": root, "prune": "true"})
-        assert pruned.status_code == 200 and pruned.json()["synced"][0]["removed"] == 20
-        assert sync_client.get("/api/info").json()["images"] == 5
-        # Searches see the synced index at once.
-        assert len(sync_client.post("/api/search/colors", json={"colors": [{"hex": "#dc1e1e"}]}).json()["results"]) == 5
-        # The request's max_removal_share reaches the indexer: 3 of 5 gone is refused at the default, not at 0.7.
-        for path in sorted(folder.rglob("*.*"))[:3]:
-            path.unlink()
-        assert sync_client.post("/api/sync").status_code == 409
-        assert sync_client.post("/api/sync", params={"max_removal_share": 1.5}).status_code == 422
-        shared = sync_client.post("/api/sync", params={"max_removal_share": 0.7})
-        assert shared.status_code == 200 and shared.json()["synced"][0]["removed"] == 3

@@ -21,7 +21,7 @@ from cbir.store import Store
 from indexer import index_folder
 from search.http import create_app
 from tests.conftest import PALETTE
-from tests.test_http import make_folder, running_server
+from tests.http_helpers import make_folder, running_server
 
 ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
