@@ -10,9 +10,10 @@ transaction each (the store's generation moves with each, so derived indexes are
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, update
 
 from cbir.store import ImageRow, Store, histogram_from_bytes, histogram_to_bytes
+from cbir.store.statements import image_pages
 
 
 def repack_dense_histograms(store: Store, *, batch: int = 2000) -> int:
@@ -20,16 +21,11 @@ def repack_dense_histograms(store: Store, *, batch: int = 2000) -> int:
     dense = (func.length(ImageRow.histogram) % 4) == 0  # sparse blobs are 3 + 4n bytes long
     statement = (update(ImageRow).where(ImageRow.id == bindparam("row_id"))
                  .values(histogram=bindparam("histogram")).execution_options(synchronize_session=False))
-    done, last = 0, -1
-    while True:
-        with store.engine.connect() as conn:
-            rows = conn.execute(select(ImageRow.id, ImageRow.histogram).where(dense & (ImageRow.id > last))
-                                .order_by(ImageRow.id).limit(batch)).all()
-        if not rows:
-            return done
+    done = 0
+    for rows in image_pages(store.engine, [ImageRow.id, ImageRow.histogram], dense, batch=batch):
         params = [{"row_id": r.id, "histogram": histogram_to_bytes(histogram_from_bytes(r.histogram))} for r in rows]
         with store.engine.begin() as conn:
             conn.execute(statement, params)
             store._bump(conn)
         done += len(rows)
-        last = rows[-1].id
+    return done

@@ -19,7 +19,7 @@ from cbir.store.encoding import (
 )
 from cbir.store.engine import now
 from cbir.store.schema import ImageRow, MetaRow, ProjectionRow
-from cbir.store.statements import bump_generation, set_meta
+from cbir.store.statements import bump_generation, image_pages, set_meta
 
 
 class ProjectionsPart:
@@ -61,18 +61,10 @@ class ProjectionsPart:
 
     def iter_unprojected(self, projection_id: int, *, batch: int = 2000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, histograms) batches of the images without a vector of ``projection_id``, in id order."""
-        last = -1
         stale = (ImageRow.projection_id.is_(None)) | (ImageRow.projection_id != int(projection_id))
-        while True:
-            query = (select(ImageRow.id, ImageRow.histogram).where(stale & (ImageRow.id > last))
-                     .order_by(ImageRow.id).limit(batch))
-            with self.engine.connect() as conn:
-                rows = conn.execute(query).all()
-            if not rows:
-                return
+        for rows in image_pages(self.engine, [ImageRow.id, ImageRow.histogram], stale, batch=batch):
             ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows))
             yield ids, np.stack([histogram_from_bytes(r.histogram) for r in rows])
-            last = int(ids[-1])
 
     def set_vectors(self, projection_id: int, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Store the compact vectors (n, m) of images ``ids`` (n,) in one transaction (their augmented ones cleared)."""
@@ -122,23 +114,14 @@ class ProjectionsPart:
 
         ``augmented``: each image's augmented search vector where it has one, else its plain vector.
         """
-        last = -1
         columns = [ImageRow.id, ImageRow.vector] + ([ImageRow.search_vector] if augmented else [])
-        while True:
-            query = (select(*columns)
-                     .where((ImageRow.projection_id == int(projection_id)) & (ImageRow.id > last))
-                     .order_by(ImageRow.id).limit(batch))
-            with self.engine.connect() as conn:
-                rows = conn.execute(query).all()
-            if not rows:
-                return
+        for rows in image_pages(self.engine, columns, ImageRow.projection_id == int(projection_id), batch=batch):
             ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows))
             if augmented:
                 yield ids, vectors_from_bytes([r.vector if is_pending(r.search_vector) else r.search_vector
                                                for r in rows])
             else:
                 yield ids, vectors_from_bytes([r.vector for r in rows])
-            last = int(ids[-1])
 
     def sample_ids(self, n: int, *, seed: int) -> np.ndarray:
         """Ids (sorted) of at most ``n`` images drawn with ``seed`` (all of them when fewer)."""

@@ -13,7 +13,7 @@ from cbir.histogram_batch import histograms_from_bytes
 from cbir.store.encoding import histogram_from_bytes
 from cbir.store.records import Failure, FileState, ImageFacts
 from cbir.store.schema import FailureRow, ImageRow, MetaRow
-from cbir.store.statements import inside
+from cbir.store.statements import image_pages, inside
 
 
 class ReadsPart:
@@ -75,21 +75,9 @@ class ReadsPart:
 
     def iter_histograms(self, *, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All histograms in id order, as (ids (b,), histograms (b, d) float32) batches."""
-        last = -1
-        while True:
-            query = (
-                select(ImageRow.id, ImageRow.histogram)
-                .where(ImageRow.id > last)
-                .order_by(ImageRow.id)
-                .limit(batch)
-            )
-            with self.engine.connect() as conn:
-                rows = conn.execute(query).all()
-            if not rows:
-                return
-            ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows))
-            yield ids, histograms_from_bytes([r.histogram for r in rows])
-            last = int(ids[-1])
+        for rows in image_pages(self.engine, [ImageRow.id, ImageRow.histogram], batch=batch):
+            yield (np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows)),
+                   histograms_from_bytes([r.histogram for r in rows]))
 
     def all_histograms(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids (n,), histograms (n, d)) of every image, in id order."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, inspect, insert, select
+from sqlalchemy import delete, func, insert, inspect, select
 from sqlalchemy.engine import Engine
 
 from cbir.errors import StoreError

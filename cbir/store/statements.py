@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 from sqlalchemy import Integer, Text, cast, func, insert, select, update
 
 from cbir.store.encoding import RESERVED_DIMENSIONS, histogram_to_bytes, pending_search_vector, vector_to_bytes
 from cbir.store.records import ImageRecord
-from cbir.store.schema import MetaRow
+from cbir.store.schema import ImageRow, MetaRow
 
 
 def bump_generation(conn) -> None:  # type: ignore[no-untyped-def]
@@ -23,6 +24,21 @@ def set_meta(conn, key: str, value: str) -> None:  # type: ignore[no-untyped-def
         conn.execute(insert(MetaRow).values(key=key, value=value))
     else:
         conn.execute(update(MetaRow).where(MetaRow.key == key).values(value=value))
+
+
+def image_pages(engine, columns: list, where=None, *, batch: int) -> Iterator[list]:  # type: ignore[no-untyped-def]
+    """Image rows of ``columns`` (which include ``ImageRow.id``) matching ``where``, in id order, ``batch`` at a
+    time: keyset paging, so every page costs the same, and the caller may rewrite a page before the next is read."""
+    last = -1
+    while True:
+        after = ImageRow.id > last
+        query = select(*columns).where(after if where is None else where & after).order_by(ImageRow.id).limit(batch)
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
 
 
 def inside(column, folder: str):  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, inspect, insert, select
+from sqlalchemy import delete, insert, inspect, select
 from sqlalchemy.engine import Engine
 
 from cbir.store.engine import now
