@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import re
 import sys
 import time
@@ -385,7 +386,8 @@ def main() -> None:
     parser.add_argument("--by-edit", action="store_true", help="also: which edits each method recovers")
     parser.add_argument("--scale", type=int, help="time the self-join over this many histograms instead")
     parser.add_argument("--scale-db", type=Path, help="with --scale: make the store here once and reuse it")
-    parser.add_argument("--threads", type=int, default=1, help="FAISS threads")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="FAISS and BLAS threads [default: every core, as cbir duplicates runs]")
     parser.add_argument("--joint-again", action="store_true", help="measure the (threshold, hamming, veto) grid again")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
