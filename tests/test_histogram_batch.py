@@ -1,4 +1,4 @@
-"""cbir/histogram_batch.py: a batch of stored histograms (sparse and dense) decoded into one matrix."""
+"""cbir/store/encoding.py histograms_from_bytes: a batch of stored histograms (sparse and dense) decoded into one matrix."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from cbir.errors import StoreError
-from cbir.histogram_batch import histograms_from_bytes
-from cbir.store import histogram_from_bytes, histogram_to_bytes
+from cbir.store.encoding import histogram_from_bytes, histogram_to_bytes, histograms_from_bytes
 
 
 def test_a_batch_decodes_as_each_row_does():

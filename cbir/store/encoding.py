@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cbir.errors import StoreError
+
 _SPARSE = b"\x01"  # 3-byte header (tag, uint16 length): a sparse blob's size is 3 mod 4, a dense one's 0 mod 4
 
 
@@ -40,6 +42,37 @@ def histogram_from_bytes(blob: bytes) -> np.ndarray:
     n = (len(blob) - 3) // 4
     out = np.zeros(d, dtype=np.float32)
     out[np.frombuffer(blob, dtype="<u2", count=n, offset=3)] = np.frombuffer(blob, dtype="<f2", count=n, offset=3 + 2 * n)
+    return out
+
+
+def histograms_from_bytes(blobs: Sequence[bytes], out: np.ndarray | None = None) -> np.ndarray:
+    """Decode stored histograms of one length into one float32 (n, d) matrix (``out`` if given, zeroed).
+
+    The sparse ones in one pass: their indices and values are gathered, converted and scattered at once
+    (decoding 100,000 one array each and stacking them took 10 s of the near-duplicate self-join; this, about 2 s).
+    """
+    def length(blob: bytes) -> int:
+        return len(blob) // 4 if len(blob) % 4 == 0 else int.from_bytes(blob[1:3], "little")
+
+    if not blobs:
+        return np.empty((0, 0), dtype=np.float32) if out is None else out
+    d = length(blobs[0])
+    out = np.zeros((len(blobs), d), np.float32) if out is None else out
+    rows, indices, values = [], [], []
+    for row, blob in enumerate(blobs):
+        if length(blob) != d:
+            raise StoreError(f"stored histograms differ in length ({d} and {length(blob)} bins)")
+        if len(blob) % 4 == 0:
+            out[row] = np.frombuffer(blob, dtype="<f4")
+            continue
+        n = (len(blob) - 3) // 4
+        rows.append((row, n))
+        indices.append(np.frombuffer(blob, dtype="<u2", count=n, offset=3))
+        values.append(np.frombuffer(blob, dtype="<f2", count=n, offset=3 + 2 * n))
+    if rows:
+        at, counts = np.array(rows, dtype=np.int64).T
+        flat = np.repeat(at * d, counts) + np.concatenate(indices)
+        out.reshape(-1)[flat] = np.concatenate(values)
     return out
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from cbir.store.encoding import (
     PENDING,
-    histogram_from_bytes,
+    histograms_from_bytes,
     is_pending,
     pending_search_vector,
     vector_to_bytes,
@@ -64,7 +64,7 @@ class ProjectionsPart:
         stale = (ImageRow.projection_id.is_(None)) | (ImageRow.projection_id != int(projection_id))
         for rows in image_pages(self.engine, [ImageRow.id, ImageRow.histogram], stale, batch=batch):
             ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows))
-            yield ids, np.stack([histogram_from_bytes(r.histogram) for r in rows])
+            yield ids, histograms_from_bytes([r.histogram for r in rows])
 
     def set_vectors(self, projection_id: int, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Store the compact vectors (n, m) of images ``ids`` (n,) in one transaction (their augmented ones cleared)."""

@@ -9,8 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from cbir.errors import StoreError
-from cbir.histogram_batch import histograms_from_bytes
-from cbir.store.encoding import histogram_from_bytes
+from cbir.store.encoding import histogram_from_bytes, histograms_from_bytes
 from cbir.store.records import Failure, FileState, ImageFacts
 from cbir.store.schema import FailureRow, ImageRow, MetaRow
 from cbir.store.statements import image_pages, inside
